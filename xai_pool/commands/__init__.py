@@ -1,0 +1,1 @@
+"""Subcommands of ``xai-pool``: one module per command, each with ``register(subparsers)``."""
