@@ -67,6 +67,7 @@ class CAModel(nn.Module):
         self._tap_paths: tuple[str, ...] = spec.taps[start:]
         # Filled by each CA forward pass: one (B, heads, h, w) map per block (detached).
         self.last_attention: list[Tensor] | None = None
+        self.eval()  # a new CAModel is for inference until a trainer calls .train()
 
     # ------------------------------------------------------------------ pooling mode
     @property

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny models and images so the suite stays fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from xai_pool.adapters import StreamSpec
+
+
+class TinyCNN(nn.Module):
+    """A 3-stage CNN with GAP + Linear head, described by an explicit StreamSpec."""
+
+    def __init__(self, num_classes: int = 5, width: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU())
+        self.stage1 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage2(self.stage1(self.stem(x)))
+        return self.head(torch.flatten(self.pool(x), 1))
+
+
+TINY_SPEC = StreamSpec(taps=("stem", "stage1"), pool="pool", target_layer="stage2", family="tiny")
+
+
+@pytest.fixture
+def tiny_cnn() -> TinyCNN:
+    torch.manual_seed(0)
+    return TinyCNN()
+
+
+@pytest.fixture
+def resnet18() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10)
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(2, 3, 32, 32)

@@ -1,0 +1,97 @@
+"""The CA block and stream: identities of the method (paper eq. 5, 6, 10)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from xai_pool.stream import CABlock, CAStream, StreamConfig, uniform_pool
+
+
+def test_uniform_attention_pools_exactly_like_gap() -> None:
+    torch.manual_seed(0)
+    block = CABlock(6, 4)
+    features = torch.randn(3, 6, 5, 7)
+    _, attention, pooled = block(torch.zeros(3, 6), features)  # zero query -> uniform softmax
+    assert torch.allclose(attention, torch.full_like(attention, 1 / 35))
+    torch.testing.assert_close(pooled, uniform_pool(features), rtol=1e-6, atol=1e-6)
+
+
+def test_attention_logits_are_the_class_agnostic_cam() -> None:
+    torch.manual_seed(0)
+    block = CABlock(8, 8)
+    q, features = torch.randn(2, 8), torch.randn(2, 8, 4, 3)
+    # eq. (5): sum_k q_k F^k / sqrt(d), computed channel by channel
+    cam = sum(q[:, k, None, None] * features[:, k] for k in range(8)) / math.sqrt(8)
+    torch.testing.assert_close(block.attention_logits(q, features).reshape(2, 4, 3), cam)
+
+
+def test_block_output_is_linear_of_attention_weighted_sum() -> None:
+    torch.manual_seed(0)
+    block = CABlock(4, 3)
+    q, features = torch.randn(1, 4), torch.randn(1, 4, 2, 2)
+    next_q, attention, pooled = block(q, features)
+    tokens = features.flatten(2)[0].T  # (p, d)
+    a = torch.softmax(tokens @ q[0] / 2.0, dim=0)
+    torch.testing.assert_close(attention.flatten(), a)
+    torch.testing.assert_close(pooled[0], a @ tokens)
+    torch.testing.assert_close(next_q, block.proj(pooled))
+
+
+def test_multi_head_splits_channels() -> None:
+    torch.manual_seed(0)
+    block = CABlock(8, 8, heads=2)
+    q, features = torch.randn(1, 8), torch.randn(1, 8, 3, 3)
+    _, attention, pooled = block(q, features)
+    assert attention.shape == (1, 2, 3, 3)
+    for h in range(2):
+        sub = CABlock(4, 4)
+        _, a_h, p_h = sub(q[:, 4 * h : 4 * h + 4], features[:, 4 * h : 4 * h + 4])
+        torch.testing.assert_close(attention[:, h : h + 1], a_h)
+        torch.testing.assert_close(pooled[:, 4 * h : 4 * h + 4], p_h)
+
+
+def test_project_kv_uses_projections() -> None:
+    torch.manual_seed(0)
+    block = CABlock(4, 4, project_kv=True)
+    q, features = torch.randn(1, 4), torch.randn(1, 4, 2, 3)
+    _, attention, pooled = block(q, features)
+    tokens = features.flatten(2)[0].T
+    keys, values = block.key(tokens), block.value(tokens)
+    a = torch.softmax(keys @ q[0] / 2.0, dim=0)
+    torch.testing.assert_close(attention.flatten(), a)
+    torch.testing.assert_close(pooled[0], a @ values)
+
+
+def test_softmax_is_safe_in_half_precision() -> None:
+    block = CABlock(4, 4).to(torch.bfloat16)
+    features = torch.full((1, 4, 2, 2), 300.0, dtype=torch.bfloat16)
+    features[0, :, 0, 0] = 400.0
+    _, attention, pooled = block(torch.ones(1, 4, dtype=torch.bfloat16), features)
+    assert torch.isfinite(attention).all() and torch.isfinite(pooled).all()
+    assert attention.flatten()[0] == pytest.approx(1.0)
+
+
+def test_initial_query_is_drawn_from_n11() -> None:
+    torch.manual_seed(0)
+    stream = CAStream(StreamConfig(widths=(4096,), out_dim=4))
+    assert stream.query.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert stream.query.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_class_specific_query_is_chosen_per_sample() -> None:
+    stream = CAStream(StreamConfig(widths=(3, 5), out_dim=5, class_specific=True, num_classes=4))
+    q = stream.initial_query(2, torch.tensor([3, 1]))
+    torch.testing.assert_close(q, stream.query[[3, 1]])
+    with pytest.raises(ValueError, match="class index"):
+        stream.initial_query(2, None)
+
+
+def test_bad_heads_and_feature_count() -> None:
+    with pytest.raises(ValueError, match="divisor"):
+        CABlock(6, 6, heads=4)
+    stream = CAStream(StreamConfig(widths=(3, 5), out_dim=5))
+    with pytest.raises(ValueError, match="2 blocks"):
+        stream([torch.randn(1, 3, 2, 2)])
