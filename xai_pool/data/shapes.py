@@ -125,9 +125,9 @@ def _crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     # The classic implicit heart (x^2 + y^2 - 1)^3 <= x^2 y^3, which spans x in [-1.14, 1.14]
-    # and y in [-1, 1.24]; scaled by 0.78 and shifted to centre it on the origin.
-    x = u / 0.78
-    y = -v / 0.78 + 0.12
+    # and y in [-1, 1.24]; scaled by 0.74 and shifted to centre it on the origin.
+    x = u / 0.74
+    y = -v / 0.74 + 0.12
     q = x * x + y * y - 1.0
     return q * q * q <= x * x * y * y * y
 
@@ -274,8 +274,8 @@ def _distractor(rng: np.random.Generator, size: int) -> tuple[Callable, float]:
     if rng.random() < 0.5:
         aspect = rng.uniform(2.0, 3.5)  # clearly not a circle
         return _ellipse(1.0, 1.0 / aspect), radius
-    half_width = max(rng.uniform(0.8, 1.8) / radius, 1.0 / 3.0 / rng.uniform(1.0, 2.0))
-    half_width = min(half_width, 1.0 / 3.0)  # aspect ratio >= 3: a line, never a square
+    # 1.6 to 3.6 px wide, and at least 3 times longer than wide: a line, never a square.
+    half_width = min(rng.uniform(0.8, 1.8) / radius, 1.0 / 3.0)
     return _bar(1.0, half_width), radius
 
 
@@ -299,9 +299,9 @@ def render_scene(split_id: int, seed: int, index: int, size: int, distractors: t
     image = _background(rng, size)
 
     t_radius = rng.uniform(0.14, 0.22) * size
-    t_centre = _free_spot(rng, size, t_radius, [], inside=True)
-    assert t_centre is not None  # an empty image always has room (size >= _MIN_SIZE)
-    target = _Placed(_SHAPE_TESTS[label], t_centre[0], t_centre[1], t_radius, rng.uniform(0, 2 * math.pi))
+    # Fully inside the image: the shape fits in its bounding circle, kept 1 px from the border.
+    t_x, t_y = rng.uniform(t_radius + 1.0, size - 1.0 - t_radius, size=2)
+    target = _Placed(_SHAPE_TESTS[label], float(t_x), float(t_y), t_radius, rng.uniform(0, 2 * math.pi))
     taken = [(target.cx, target.cy, target.radius)]
 
     count = int(rng.integers(distractors[0], distractors[1] + 1))

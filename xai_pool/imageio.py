@@ -1,0 +1,99 @@
+"""Reading images from disk: ImageNet transforms, single images, and ImageFolder data that
+skips unreadable files (with a warning and a count) instead of crashing a long run."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from .classifiers import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["imagenet_transform", "load_image", "SafeImageFolder", "skip_none_collate", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def imagenet_transform(train: bool, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:
+    """The standard ImageNet transforms: RandomResizedCrop + flip for training; resize
+    ``size * 256/224`` then centre crop for evaluation; then ToTensor and normalisation."""
+    from torchvision import transforms as T
+
+    if train:
+        ops = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    else:
+        ops = [T.Resize(int(round(size * 256 / 224))), T.CenterCrop(size)]
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def load_image(path: str | os.PathLike):
+    """Open ``path`` as an RGB PIL image, with an error that names the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image {str(path)!r} cannot be read ({exc}); is it a valid image file?") from exc
+
+
+class SafeImageFolder:
+    """torchvision ``ImageFolder`` whose unreadable images yield ``None`` (dropped by
+    :func:`skip_none_collate`) and are counted in ``.skipped`` with a warning.
+
+    Raises ValueError up front for a missing or empty folder.
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None) -> None:
+        from torchvision.datasets import ImageFolder
+
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+        try:
+            self._folder = ImageFolder(str(root), transform=transform, is_valid_file=self._has_image_extension)
+        except FileNotFoundError as exc:
+            raise ValueError(
+                f"data folder {str(root)!r} has no images in ImageFolder layout (one sub-folder per class "
+                f"holding {', '.join(IMAGE_EXTENSIONS[:4])}... files): {exc}"
+            ) from None
+        self.skipped = 0
+        self.classes = self._folder.classes
+        self.samples = self._folder.samples
+        self.targets = self._folder.targets
+
+    @staticmethod
+    def _has_image_extension(path: str) -> bool:
+        return path.lower().endswith(IMAGE_EXTENSIONS)
+
+    def __len__(self) -> int:
+        return len(self._folder)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | None:
+        try:
+            return self._folder[index]
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken files
+            self.skipped += 1
+            warnings.warn(f"skipping unreadable image {self._folder.samples[index][0]!r}: {exc}", stacklevel=2)
+            return None
+
+
+def skip_none_collate(batch: list) -> object:
+    """``default_collate`` that drops the ``None`` samples of unreadable images."""
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        return None
+    return default_collate(kept)
+
+
+def to_tensor_batch(images: list) -> Tensor:
+    """Stack already-transformed image tensors into a batch."""
+    return torch.stack(images)
