@@ -1,0 +1,184 @@
+"""Insertion and deletion (Petsiuk et al., RISE, BMVC 2018): ranking, substrates, curves, AUC.
+
+Pixels are ranked by descending saliency, ties broken by raster order (a stable sort), and
+``step`` pixels change per iteration. With n = ceil(H W / step) the curve has n + 1 points;
+point k has m_k = min(k step, H W) pixels changed, so the last step may be partial, and its
+x coordinate is m_k / (H W) in [0, 1]. The y coordinate is the softmax probability of the
+class c. AUC = 100 * trapezoid(y, x).
+
+- Deletion starts from x and replaces the ranked pixels by the deletion substrate
+  (default: zeros in the model's input space, as RISE).
+- Insertion starts from the insertion substrate (default: RISE's blur of x, an 11x11
+  Gaussian kernel with sigma 5 and zero padding, applied in the model's input space) and
+  reveals the ranked pixels of x.
+
+The perturbed image for point k of either curve is ``where(rank < m_k, a, b)``, built on the
+model's device by :func:`perturbed_batch` from precomputed ranks, never by Python loops over
+pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Substrate",
+    "auc",
+    "curve_fractions",
+    "num_steps",
+    "pixel_ranks",
+    "resolve_substrate",
+    "rise_blur",
+    "rise_blur_kernel",
+]
+
+Substrate = Union[torch.Tensor, float, Callable[[torch.Tensor], torch.Tensor], None]
+
+
+def num_steps(height: int, width: int, step: int) -> int:
+    """Number of perturbation steps n = ceil(H W / step); the curve has n + 1 points."""
+    return math.ceil(height * width / step)
+
+
+def curve_fractions(height: int, width: int, step: int) -> np.ndarray:
+    """The x axis of the curves: fraction of pixels changed at each of the n + 1 points."""
+    total = height * width
+    counts = np.minimum(np.arange(num_steps(height, width, step) + 1) * step, total)
+    return counts / total
+
+
+def auc(curves: torch.Tensor | np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Area under each curve (trapezoid rule over ``fractions``), in percent.
+
+    Args:
+        curves: (B, n + 1) scores.
+        fractions: (n + 1,) x coordinates from :func:`curve_fractions`.
+
+    Returns:
+        (B,) float64 areas times 100.
+    """
+    y = torch.as_tensor(curves, dtype=torch.float64)
+    x = torch.as_tensor(fractions, dtype=torch.float64, device=y.device)
+    return (100 * torch.trapezoid(y, x, dim=-1)).cpu().numpy()
+
+
+def pixel_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """Rank of each pixel in descending order of ``scores``, ties broken by raster order.
+
+    Args:
+        scores: (B, H, W) maps.
+
+    Returns:
+        (B, H, W) int32 ranks: 0 for the most salient pixel, H W - 1 for the least.
+    """
+    batch, height, width = scores.shape
+    flat = scores.reshape(batch, -1)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    positions = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32).expand(batch, -1)
+    ranks = torch.empty(flat.shape, dtype=torch.int32, device=flat.device)
+    ranks.scatter_(1, order, positions)
+    return ranks.view(batch, height, width)
+
+
+def rise_blur_kernel(size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """RISE's blur kernel: ``scipy.ndimage.gaussian_filter`` applied to a unit impulse.
+
+    This is how RISE builds it (``gkern`` in eclique/RISE ``evaluation.py``). scipy's default
+    ``reflect`` boundary folds the Gaussian tails back into the window, so the kernel is not
+    a truncated, renormalised Gaussian; it sums to 1.
+
+    Returns:
+        (size, size) float64 kernel.
+    """
+    return _cached_kernel(size, sigma).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_kernel(size: int, sigma: float) -> torch.Tensor:
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros((size, size))
+    impulse[size // 2, size // 2] = 1.0
+    return torch.from_numpy(gaussian_filter(impulse, sigma))
+
+
+def rise_blur(images: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """Blur each channel with :func:`rise_blur_kernel`, zero padding, same size (RISE's substrate)."""
+    channels = images.shape[1]
+    kernel = _cached_kernel(size, sigma).to(images.device, images.dtype)
+    weight = kernel.expand(channels, 1, size, size)
+    return F.conv2d(images, weight, padding=size // 2, groups=channels)
+
+
+def resolve_substrate(substrate: Substrate, images: torch.Tensor, name: str, default: str) -> torch.Tensor:
+    """Materialise a substrate for a batch of images.
+
+    Args:
+        substrate: None for the default, a number, a tensor broadcastable to the images, or a
+            callable images -> tensor of the images' shape.
+        images: (N, C, H, W) images on the model's device.
+        name: the argument name, for error messages.
+        default: ``"zeros"`` or ``"blur"``.
+
+    Returns:
+        (N, C, H, W) tensor on the images' device and dtype.
+
+    Raises:
+        TypeError: the substrate is of an unsupported type or the callable returns no tensor.
+        ValueError: its shape does not broadcast to the images or it is not finite.
+    """
+    if substrate is None:
+        return torch.zeros_like(images) if default == "zeros" else rise_blur(images)
+    if callable(substrate) and not isinstance(substrate, torch.Tensor):
+        out = substrate(images)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{name} callable must return a torch.Tensor; got {type(out).__name__}")
+    elif isinstance(substrate, (torch.Tensor, np.ndarray, int, float)):
+        out = torch.as_tensor(substrate)
+    else:
+        raise TypeError(
+            f"{name} must be None, a number, a tensor broadcastable to the images or a callable "
+            f"images -> tensor; got {type(substrate).__name__}"
+        )
+    try:
+        out = torch.broadcast_to(out.to(images.device, images.dtype), images.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name} of shape {tuple(out.shape)} does not broadcast to the images' shape {tuple(images.shape)}"
+        ) from err
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name} must be finite")
+    return out
+
+
+def perturbed_batch(
+    sources: torch.Tensor,
+    ranks: torch.Tensor,
+    image_index: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    changed: torch.Tensor,
+) -> torch.Tensor:
+    """Build perturbed images ``where(rank < changed, sources[first], sources[second])``.
+
+    Args:
+        sources: (N, S, C, H, W) candidate images per image (e.g. x, deletion and insertion
+            substrates).
+        ranks: (N, H, W) pixel ranks from :func:`pixel_ranks`.
+        image_index: (J,) image of each job.
+        first: (J,) source shown on the ``changed`` top-ranked pixels.
+        second: (J,) source shown elsewhere.
+        changed: (J,) number of top-ranked pixels taken from ``first``.
+
+    Returns:
+        (J, C, H, W) images.
+    """
+    mask = ranks[image_index] < changed.view(-1, 1, 1).to(ranks.dtype)
+    return torch.where(mask.unsqueeze(1), sources[image_index, first], sources[image_index, second])
