@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["average_drop", "average_gain", "average_increase", "explanation_images", "probabilities"]
+__all__ = [
+    "average_drop",
+    "average_gain",
+    "average_increase",
+    "explanation_images",
+    "probabilities",
+]
 
 
 def probabilities(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -31,14 +37,20 @@ def probabilities(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 def average_drop(p: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     """Per-image drop in percent, 100 max(0, p - o) / p, and 0 where p == 0."""
     drop = torch.clamp(p - o, min=0)
-    return torch.where(p > 0, 100 * drop / torch.where(p > 0, p, torch.ones_like(p)), torch.zeros_like(p))
+    return torch.where(
+        p > 0, 100 * drop / torch.where(p > 0, p, torch.ones_like(p)), torch.zeros_like(p)
+    )
 
 
 def average_gain(p: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     """Per-image gain in percent, 100 max(0, o - p) / (1 - p), and 0 where p == 1."""
     room = 1 - p
     gain = torch.clamp(o - p, min=0)
-    return torch.where(room > 0, 100 * gain / torch.where(room > 0, room, torch.ones_like(room)), torch.zeros_like(p))
+    return torch.where(
+        room > 0,
+        100 * gain / torch.where(room > 0, room, torch.ones_like(room)),
+        torch.zeros_like(p),
+    )
 
 
 def average_increase(p: torch.Tensor, o: torch.Tensor) -> torch.Tensor:

@@ -63,4 +63,8 @@ def energy_pointing_game(normalized: torch.Tensor, masks: torch.Tensor) -> torch
     s = normalized.to(torch.float64).flatten(1)
     inside = (s * masks.to(s.device).flatten(1)).sum(dim=1)
     total = s.sum(dim=1)
-    return torch.where(total > 0, 100 * inside / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
+    return torch.where(
+        total > 0,
+        100 * inside / torch.where(total > 0, total, torch.ones_like(total)),
+        torch.zeros_like(total),
+    )

@@ -32,10 +32,12 @@ class PreparedMaps:
     """Maps ready for the metrics.
 
     Attributes:
-        scores: (B, H, W) float64 upsampled maps before normalisation. Ranking and argmax use these, so that rounding in the min-max shift cannot
-            create ties. Zero for constant maps.
-        normalized: (B, H, W) float64 maps min-max normalised to [0, 1] (the S of the definitions).
-        constant: (B,) bool, True where the raw map was constant.
+        scores: (B, H, W) float64 upsampled maps before normalisation. Ranking and argmax
+            use these, so that rounding in the min-max shift cannot create ties. Zero for
+            constant maps.
+        normalized: (B, H, W) float64 maps min-max normalised to [0, 1] (the S of the
+            definitions).
+        constant: (B,) bool, True where the map was constant (before or after resizing).
         valid: (B,) bool, False where the raw map held NaN or inf.
     """
 
@@ -81,7 +83,9 @@ def prepare_maps(
     high = flat.amax(dim=1)
     constant = high == low
     if tuple(saliency.shape[1:]) != tuple(size):
-        up = F.interpolate(saliency.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+        up = F.interpolate(
+            saliency.unsqueeze(1), size=size, mode="bilinear", align_corners=False
+        ).squeeze(1)
     else:
         up = saliency.clone()
     up_flat = up.flatten(1)

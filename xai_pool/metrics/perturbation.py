@@ -110,14 +110,16 @@ def _cached_kernel(size: int, sigma: float) -> torch.Tensor:
 
 
 def rise_blur(images: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """Blur each channel with :func:`rise_blur_kernel`, zero padding, same size (RISE's substrate)."""
+    """Blur each channel with :func:`rise_blur_kernel`, zero padding, same size (RISE)."""
     channels = images.shape[1]
     kernel = _cached_kernel(size, sigma).to(images.device, images.dtype)
     weight = kernel.expand(channels, 1, size, size)
     return F.conv2d(images, weight, padding=size // 2, groups=channels)
 
 
-def resolve_substrate(substrate: Substrate, images: torch.Tensor, name: str, default: str) -> torch.Tensor:
+def resolve_substrate(
+    substrate: Substrate, images: torch.Tensor, name: str, default: str
+) -> torch.Tensor:
     """Materialise a substrate for a batch of images.
 
     Args:
@@ -151,7 +153,8 @@ def resolve_substrate(substrate: Substrate, images: torch.Tensor, name: str, def
         out = torch.broadcast_to(out.to(images.device, images.dtype), images.shape)
     except RuntimeError as err:
         raise ValueError(
-            f"{name} of shape {tuple(out.shape)} does not broadcast to the images' shape {tuple(images.shape)}"
+            f"{name} of shape {tuple(out.shape)} does not broadcast to the images' shape "
+            f"{tuple(images.shape)}"
         ) from err
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} must be finite")
@@ -180,5 +183,10 @@ def perturbed_batch(
     Returns:
         (J, C, H, W) images.
     """
-    mask = ranks[image_index] < changed.view(-1, 1, 1).to(ranks.dtype)
-    return torch.where(mask.unsqueeze(1), sources[image_index, first], sources[image_index, second])
+    count, per_image = sources.shape[:2]
+    # index_select on a flat view: one contiguous gather per operand, no advanced indexing
+    flat = sources.reshape(count * per_image, *sources.shape[2:])
+    a = flat.index_select(0, image_index * per_image + first)
+    b = flat.index_select(0, image_index * per_image + second)
+    mask = ranks.index_select(0, image_index) < changed.view(-1, 1, 1).to(ranks.dtype)
+    return torch.where(mask.unsqueeze(1), a, b)

@@ -1,0 +1,137 @@
+"""evaluate_loader: streaming equals evaluate, masks, targets, and a 2-process gloo run."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from xai_pool.metrics import evaluate, evaluate_loader
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+
+
+def make_data(n: int = 7) -> TensorDataset:
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(n, 3, 5, 5, generator=g)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    masks = torch.rand(n, 5, 5, generator=g) > 0.5
+    return TensorDataset(images, labels, masks)
+
+
+def gradient_map(model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, classes.view(-1, 1)).sum(), x)
+    return grad.abs().sum(dim=1)
+
+
+METRICS = ("ad", "ag", "ai", "insertion", "deletion", "pointing_game")
+
+
+def test_loader_matches_evaluate_batch_by_batch():
+    model = make_model()
+    data = make_data()
+    out = evaluate_loader(
+        model,
+        DataLoader(data, batch_size=3),
+        gradient_map,
+        metrics=METRICS,
+        step=4,
+        progress=False,
+        return_curves=True,
+    )
+    images, labels, masks = data.tensors
+    ref = evaluate(
+        model,
+        images,
+        gradient_map(model, images, labels),
+        labels,
+        metrics=METRICS,
+        masks=masks,
+        step=4,
+        return_curves=True,
+    )
+    assert out["insertion_curve"].shape == ref["insertion_curve"].shape
+    for key in (*METRICS, "insertion_curve", "target"):
+        np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_loader_with_prediction_target_and_pairs():
+    model = make_model()
+    images, labels, _ = make_data().tensors
+    pairs = [(images[i : i + 2], labels[i : i + 2]) for i in range(0, 7, 2)]
+    seen = []
+
+    def fn(m, imgs, classes):
+        seen.append(classes.clone())
+        return gradient_map(m, imgs, classes)
+
+    out = evaluate_loader(
+        model, pairs, fn, metrics=("ad", "deletion"), target="prediction", progress=False
+    )
+    with torch.no_grad():
+        predicted = model(images).argmax(dim=1)
+    assert out["target"].tolist() == predicted.tolist()
+    assert torch.cat(seen).tolist() == predicted.tolist()
+    assert out["ad"].shape == (7,)
+
+
+def test_loader_errors():
+    model = make_model()
+    with pytest.raises(ValueError, match="target must be 'label' or 'prediction'"):
+        evaluate_loader(model, [], gradient_map, target="truth")
+    with pytest.raises(ValueError, match=r"loader must yield \(images, labels\)"):
+        evaluate_loader(model, [torch.zeros(1, 3, 4, 4)], gradient_map, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, path: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        loader = DataLoader(make_data(), batch_size=2)
+        out = evaluate_loader(
+            make_model(), loader, gradient_map, metrics=METRICS, step=4, progress=False
+        )
+        if rank == 0:
+            np.savez(path, **out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # spawning two torch processes takes ~15 s on 2 shared cores
+def test_two_process_gloo_equals_one_process(tmp_path):
+    path = str(tmp_path / "dist.npz")
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    single = evaluate_loader(
+        make_model(),
+        DataLoader(make_data(), batch_size=2),
+        gradient_map,
+        metrics=METRICS,
+        step=4,
+        progress=False,
+    )
+    gathered = np.load(path)
+    assert sorted(gathered.files) == sorted(single)
+    for key in single:
+        np.testing.assert_array_equal(gathered[key], single[key], err_msg=key)

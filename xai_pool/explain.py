@@ -1,0 +1,171 @@
+"""``xai_pool.explain``: one call for any saliency method on the GAP or the CA model.
+
+    >>> maps = xai_pool.explain(ca_model, images, "gradcam", pooling="ca")      # doctest: +SKIP
+    >>> maps.shape, maps.dtype                                                 # doctest: +SKIP
+    ((8, 224, 224), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .model import CAModel
+from .saliency.hygiene import model_state_guard
+from .saliency.layers import TargetLayers, resolve_target_layers, single_call_check
+from .saliency.methods import build_cam, method_name, resolve_method
+from .saliency.raw_attention import RawAttention
+from .saliency.targets import TargetSpec, resolve_targets
+
+__all__ = ["explain"]
+
+_POOLINGS = ("gap", "ca")
+
+
+def explain(
+    model: nn.Module,
+    images: Tensor,
+    method: str | type = "gradcam",
+    *,
+    pooling: str = "ca",
+    targets: TargetSpec = None,
+    target_layers: TargetLayers = None,
+    batch_size: int = 32,
+    reshape_transform: Any = None,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
+    **method_kwargs: Any,
+) -> np.ndarray:
+    """Saliency maps for ``images`` with ``method``, on the GAP or the CA model.
+
+    The model is left exactly as it was: pooling mode, every submodule's train/eval flag,
+    every parameter's ``requires_grad`` and ``.grad``, its module tree, and no hook left,
+    also when the method raises. Gradient methods work on frozen models (and under an
+    outer ``torch.no_grad()`` or ``torch.inference_mode()``): gradients reach the
+    activations through an input that requires grad, never through the parameters.
+
+    Args:
+        model: a :class:`~xai_pool.CAModel` (both poolings), or a plain classifier, which is
+            its own GAP model (``pooling="gap"`` only; wrap it with
+            :func:`~xai_pool.attach_stream` for CA).
+        images: (B, C, H, W) float tensor, normalised as the model expects; moved to the
+            model's device.
+        method: a name from :data:`xai_pool.saliency.METHODS` (``"raw_attention"``,
+            ``"gradcam"``, ``"gradcam++"``, ``"scorecam"``, ``"xgradcam"``, ``"eigencam"``,
+            ``"layercam"``, ``"hirescam"``, ``"ablationcam"``, ``"fullgrad"``...) or any
+            pytorch-grad-cam method class.
+        pooling: ``"ca"`` (the stream) or ``"gap"``. Raw attention exists only with ``"ca"``.
+        targets: None (each image's predicted class with this pooling), a class index, one
+            class index or pytorch-grad-cam target per image (see
+            :func:`xai_pool.saliency.resolve_targets`). Ignored by raw attention.
+        target_layers: None (the last stage, e.g. ResNet ``layer4``), a module, a dotted path
+            (``"layer3"``, looked up in the backbone), or a list of them.
+        batch_size: masked images per forward pass for Score-CAM and Ablation-CAM.
+        reshape_transform: pytorch-grad-cam's hook for non-NCHW layers.
+        aug_smooth: pytorch-grad-cam's test-time augmentation smoothing.
+        eigen_smooth: pytorch-grad-cam's first-principal-component smoothing.
+        **method_kwargs: passed to the method's constructor (e.g. ``block=-2`` or
+            ``use_all_blocks=True`` for raw attention, ``progress=True`` for Score-CAM).
+
+    Returns:
+        float32 array (B, H, W) in [0, 1], one min-max scaled map per image at input resolution.
+
+    Raises:
+        TypeError: ``images`` is not a floating-point tensor, ``model`` not a module, or a
+            target of the wrong type.
+        ValueError: unknown method (the valid names are listed), wrong number of targets,
+            images not 4-D, CA pooling or raw attention on a model without a stream, a target
+            layer that is not part of the model or runs more than once per forward pass.
+    """
+    cls = resolve_method(method)
+    name = method_name(method)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a CAModel or a classifier), got {type(model).__name__}")
+    x = _check_images(images)
+    if pooling not in _POOLINGS:
+        raise ValueError(f"pooling must be 'gap' or 'ca', got {pooling!r}")
+    is_ca = isinstance(model, CAModel)
+    if issubclass(cls, RawAttention) and pooling != "ca":
+        raise ValueError(
+            "raw attention exists only with pooling='ca' (GAP has no attention: its implicit weights are uniform); "
+            "use pooling='ca' on a CAModel, or another method for GAP"
+        )
+    if not is_ca and pooling == "ca":
+        raise ValueError(
+            f"{type(model).__name__} has no CA-Stream: explain it with pooling='gap', or wrap it with "
+            "xai_pool.attach_stream(model) (and load a trained stream) for pooling='ca'"
+        )
+    cam_targets = resolve_targets(targets, x.shape[0], num_classes=model.num_classes if is_ca else None)
+    layers = [] if issubclass(cls, RawAttention) else resolve_target_layers(model, target_layers)
+    device = next((p.device for p in model.parameters()), x.device)
+
+    with model_state_guard(model, pooling=pooling if is_ca else None), torch.inference_mode(False):
+        x = x.detach().to(device)
+        if x.is_inference():  # created under inference_mode: autograd cannot use it
+            x = x.clone()
+        cam = build_cam(cls, model, layers, batch_size=batch_size, reshape_transform=reshape_transform, **method_kwargs)
+        try:
+            needs_grad = bool(getattr(cam, "uses_gradients", True) or getattr(cam, "compute_input_gradient", False))
+            if needs_grad:
+                x.requires_grad_(True)  # frozen parameters: gradients flow through the input
+            call_kwargs = {k: v for k, v in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)) if v}
+            with torch.set_grad_enabled(needs_grad), single_call_check(model, layers):
+                maps = cam(x, cam_targets, **call_kwargs)
+        finally:
+            _release(cam)
+        del cam
+    return _check_maps(maps, tuple(x.shape), name)
+
+
+def _check_images(images: Any) -> Tensor:
+    if not isinstance(images, Tensor):
+        hint = " (convert with torch.from_numpy)" if isinstance(images, np.ndarray) else ""
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}{hint}")
+    if images.ndim != 4:
+        hint = "; add a batch dimension with images.unsqueeze(0)" if images.ndim == 3 else ""
+        raise ValueError(f"images must be a 4-D batch (B, C, H, W), got shape {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point and normalised as the model expects, got {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (B = 0)")
+    return images
+
+
+def _release(cam: Any) -> None:
+    # Call __exit__ with no exception: pytorch-grad-cam's would swallow an IndexError.
+    exit_method = getattr(cam, "__exit__", None)
+    if exit_method is not None:
+        exit_method(None, None, None)
+    if hasattr(cam, "outputs"):
+        cam.outputs = None  # BaseCAM keeps the last logits, and their graph, alive
+
+
+def _check_maps(maps: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    maps = np.asarray(maps)
+    expected = (shape[0], shape[2], shape[3])
+    if maps.shape != expected:
+        raise RuntimeError(f"method {name!r} returned maps of shape {maps.shape}, expected {expected}")
+    if not np.isfinite(maps).all():
+        raise RuntimeError(f"method {name!r} returned NaN or infinite values; try another method or target layer")
+    # pytorch-grad-cam scales into [0, 1) already; clip guards against float rounding only.
+    return np.clip(maps.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``xai_pool.explain(...)`` work whichever object that name is bound to.
+
+    Importing the submodule ``xai_pool.explain`` binds the package attribute ``explain`` to
+    this module, shadowing the lazily exported function of the same name; calling the
+    module calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

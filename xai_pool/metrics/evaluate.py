@@ -1,0 +1,494 @@
+"""``evaluate``: every metric for a batch of images and maps, with batched forward passes.
+
+All forward passes of a chunk of images (the clean images, the AD/AG/AI explanation images
+and every insertion/deletion step) go into one job list that is cut into full batches of
+``batch_size``, mixing images and steps, so that only the very last batch of a chunk is
+partial. Jobs that are mathematically identical share one forward: the clean image is the
+first deletion point and the last insertion point, and it gives p for AD/AG/AI. The clean
+jobs come first in the list, so the class c of an image (its clean argmax when no labels are
+given) is known before any of its other jobs is scored. With the default step, an image
+costs 2 n + 1 forwards for insertion + deletion (n = ceil(H W / step)) plus one for AD/AG/AI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import numpy as np
+import torch
+from torch import nn
+
+from . import complexity as _complexity
+from . import confidence as _confidence
+from . import localization as _localization
+from . import perturbation as _perturbation
+from . import road as _road
+from ._checks import (
+    as_channel_stats,
+    as_images,
+    as_labels,
+    as_maps,
+    as_masks,
+    check_label_range,
+    eval_mode,
+    model_device,
+)
+from .maps import PreparedMaps, prepare_maps
+
+__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "IMAGENET_MEAN", "IMAGENET_STD", "evaluate"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+DEFAULT_METRICS: tuple[str, ...] = ("ad", "ag", "ai", "insertion", "deletion")
+_CONFIDENCE = ("ad", "ag", "ai")
+_CURVES = ("insertion", "deletion")
+_LOCALIZATION = ("pointing_game", "energy_pointing_game")
+_ROAD = ("road", "road_morf", "road_lerf")
+_MAP_ONLY = ("sparsity", "complexity")
+ALL_METRICS: tuple[str, ...] = (*_CONFIDENCE, *_CURVES, *_LOCALIZATION, *_ROAD, *_MAP_ONLY)
+
+# job kinds of the perturbation engine; x is source 0 of every image
+_CLEAN, _EXPLAIN, _WHERE = 0, 1, 2
+_X = 0
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    saliency: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    masks: torch.Tensor | np.ndarray | None = None,
+    mean: Sequence[float] | torch.Tensor = IMAGENET_MEAN,
+    std: Sequence[float] | torch.Tensor = IMAGENET_STD,
+    step: int | None = None,
+    insertion_substrate: _perturbation.Substrate = None,
+    deletion_substrate: _perturbation.Substrate = None,
+    batch_size: int = 64,
+    masking_space: str = "pixel",
+    return_curves: bool = False,
+    on_invalid: str = "raise",
+    tolerance: float = 0.0,
+    road_percentiles: Sequence[float] = _road.DEFAULT_PERCENTILES,
+    road_noise: float = 0.01,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> dict[str, np.ndarray]:
+    """Compute saliency metrics, one value per image, in percent.
+
+    The map S is the saliency upsampled bilinearly (``align_corners=False``) to the image
+    size and min-max normalised per image; a constant map becomes S = 0 (see
+    ``docs/metrics.md``). The class c is ``labels[i]``, or the model's argmax on the clean
+    image when ``labels`` is None; scores are softmax probabilities of c computed in float64.
+
+    Metrics (names for ``metrics``):
+
+    - ``"ad"``, ``"ag"``, ``"ai"``: Average Drop / Gain / Increase (Grad-CAM++, Opti-CAM) on
+      the explanation image normalize(denormalize(x) * S) (``masking_space="pixel"``) or
+      x * S (``"input"``).
+    - ``"insertion"``, ``"deletion"``: RISE AUC of the probability of c against the fraction
+      of pixels changed, ``step`` pixels per step in descending order of S (raster order
+      for ties).
+    - ``"pointing_game"``, ``"energy_pointing_game"``: need ``masks``.
+    - ``"road_morf"``, ``"road_lerf"``, ``"road"``: ROAD with noisy linear imputation (slow).
+    - ``"sparsity"`` (Gini index) and ``"complexity"`` (normalised entropy) of S.
+
+    Args:
+        model: classifier returning logits (N, K) for images (N, C, H, W). It is put in eval
+            mode for the call and every submodule's training flag is restored afterwards.
+        images: (B, C, H, W) floating tensor, normalised exactly as the model takes it.
+        saliency: (B, h, w) maps, numpy or tensor, at any resolution.
+        labels: (B,) class indices, or None to explain the model's prediction.
+        metrics: names of the metrics to compute.
+        masks: (B, H, W) object masks for the localisation metrics: bool, or numbers that
+            are all 0 or 1.
+        mean: per-channel mean of the images' normalisation.
+        std: per-channel std of the images' normalisation.
+        step: pixels changed per insertion/deletion step; default W (one image row).
+        insertion_substrate: start of the insertion curve: None (RISE blur of x), a number or
+            tensor broadcastable to the images, or a callable images -> tensor; in the
+            model's input space.
+        deletion_substrate: what deleted pixels become: None (zeros in the model's input
+            space, as RISE), a number, a tensor or a callable, as above.
+        batch_size: images per forward pass.
+        masking_space: ``"pixel"`` or ``"input"``, where AD/AG/AI multiply by S.
+        return_curves: also return ``"insertion_curve"`` / ``"deletion_curve"``, (B, n + 1)
+            probabilities at the fractions of
+            :func:`~xai_pool.metrics.perturbation.curve_fractions`.
+        on_invalid: ``"raise"`` rejects maps with NaN/inf; ``"skip"`` gives their images NaN
+            (and target -1) and reports them in ``"valid"``.
+        tolerance: pointing game radius in pixels.
+        road_percentiles: percentages of pixels removed by ROAD.
+        road_noise: standard deviation of ROAD's imputation noise (model input space).
+        seed: seed of ROAD's imputation noise.
+        device: where to build the perturbed images; default the model's device.
+
+    Returns:
+        A dict with one float64 array of shape (B,) per requested metric, plus ``"valid"``
+        (bool, False for skipped maps), ``"target"`` (int64 class c, when the model was run)
+        and the curves when asked.
+
+    Raises:
+        TypeError: an argument has the wrong type (e.g. integer images, float labels, a model
+            that does not return a logits tensor).
+        ValueError: shapes disagree, labels are out of range, a map holds NaN/inf, or an
+            option is invalid.
+
+    Example:
+        >>> scores = evaluate(model, x, cams, y, metrics=("ad", "insertion"))  # doctest: +SKIP
+        >>> scores["insertion"].mean()  # doctest: +SKIP
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    wanted = _check_metrics(metrics)
+    _check_options(batch_size, masking_space, step)
+    x = as_images(images)
+    batch, channels, height, width = x.shape
+    maps = as_maps(saliency, batch)
+    y = as_labels(labels, batch)
+    m = as_masks(masks, batch, (height, width))
+    if m is None and any(name in wanted for name in _LOCALIZATION):
+        raise ValueError("the pointing game metrics need masks=(B, H, W) bool object masks")
+    step = width if step is None else step
+    percentiles = (
+        _road.check_percentiles(road_percentiles) if any(n in wanted for n in _ROAD) else ()
+    )
+    use_model = any(name in wanted for name in (*_CONFIDENCE, *_CURVES, *_ROAD))
+    if use_model and masking_space == "pixel" and any(n in wanted for n in _CONFIDENCE):
+        mean_t = as_channel_stats(mean, "mean", channels)
+        std_t = as_channel_stats(std, "std", channels)
+    else:
+        mean_t = std_t = torch.zeros(1, channels, 1, 1, dtype=torch.float64)
+    target_device = torch.device(device) if device is not None else model_device(model, x.device)
+    # MPS has no float64: the maps are prepared on the CPU there
+    map_device = torch.device("cpu") if target_device.type == "mps" else target_device
+
+    prepared = prepare_maps(maps.to(map_device), (height, width), on_invalid=on_invalid)
+    valid = prepared.valid.cpu().numpy()
+    out: dict[str, np.ndarray] = {name: np.full(batch, np.nan) for name in wanted}
+
+    if "pointing_game" in wanted:
+        out["pointing_game"] = (
+            _localization.pointing_game(
+                prepared.scores, m.to(map_device), prepared.constant, tolerance
+            )
+            .cpu()
+            .numpy()
+        )
+    if "energy_pointing_game" in wanted:
+        out["energy_pointing_game"] = (
+            _localization.energy_pointing_game(prepared.normalized, m.to(map_device)).cpu().numpy()
+        )
+    if "sparsity" in wanted:
+        out["sparsity"] = _complexity.sparsity(prepared.normalized).cpu().numpy()
+    if "complexity" in wanted:
+        out["complexity"] = _complexity.complexity(prepared.normalized).cpu().numpy()
+
+    if use_model:
+        engine = _Engine(
+            model,
+            wanted=wanted,
+            step=step,
+            batch_size=batch_size,
+            device=target_device,
+            mean=mean_t,
+            std=std_t,
+            masking_space=masking_space,
+            insertion_substrate=insertion_substrate,
+            deletion_substrate=deletion_substrate,
+            return_curves=return_curves,
+            percentiles=percentiles,
+            road_noise=road_noise,
+            seed=seed,
+        )
+        model_out = engine.run(x, prepared, y, np.flatnonzero(valid))
+        out.update(model_out)
+    for key, value in out.items():
+        if value.dtype.kind == "f":
+            value[~valid] = np.nan
+    out["valid"] = valid
+    return out
+
+
+def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    names = tuple(dict.fromkeys(metrics))
+    unknown = [name for name in names if name not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
+    if not names:
+        raise ValueError(f"metrics must name at least one metric from {list(ALL_METRICS)}")
+    return names
+
+
+def _check_options(batch_size: int, masking_space: str, step: int | None) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    if masking_space not in ("pixel", "input"):
+        raise ValueError(f"masking_space must be 'pixel' or 'input'; got {masking_space!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+        raise ValueError(
+            f"step must be a positive int (pixels per step) or None for one row; got {step!r}"
+        )
+
+
+class _Engine:
+    """Runs every forward pass a set of metrics needs, in full mixed batches."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        wanted: tuple[str, ...],
+        step: int,
+        batch_size: int,
+        device: torch.device,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        masking_space: str,
+        insertion_substrate: _perturbation.Substrate,
+        deletion_substrate: _perturbation.Substrate,
+        return_curves: bool,
+        percentiles: tuple[float, ...],
+        road_noise: float,
+        seed: int,
+    ) -> None:
+        self.model = model
+        self.wanted = wanted
+        self.step = step
+        self.batch_size = batch_size
+        self.device = device
+        stats_dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.mean = mean.to(device, stats_dtype)
+        self.std = std.to(device, stats_dtype)
+        self.masking_space = masking_space
+        self.substrates = {"insertion": insertion_substrate, "deletion": deletion_substrate}
+        self.return_curves = return_curves
+        self.percentiles = percentiles
+        self.road_noise = road_noise
+        self.seed = seed
+        self.num_classes: int | None = None
+
+    def run(
+        self,
+        images: torch.Tensor,
+        prepared: PreparedMaps,
+        labels: torch.Tensor | None,
+        indices: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Score the images at ``indices`` (the valid ones); other rows stay NaN / -1."""
+        batch, _, height, width = images.shape
+        n = _perturbation.num_steps(height, width, self.step)
+        wants_conf = any(name in self.wanted for name in _CONFIDENCE)
+        wants_curves = [name for name in _CURVES if name in self.wanted]
+        wants_road = any(name in self.wanted for name in _ROAD)
+        p_all = np.full(batch, np.nan)
+        o_all = np.full(batch, np.nan)
+        target = np.full(batch, -1, dtype=np.int64)
+        curves = {name: np.full((batch, n + 1), np.nan) for name in wants_curves}
+        road_all = np.full((batch, 2 * len(self.percentiles)), np.nan)
+        with eval_mode(self.model), torch.inference_mode():
+            # chunks of images bound the memory taken by sources, ranks and job tables
+            for start in range(0, len(indices), self.batch_size):
+                idx = indices[start : start + self.batch_size]
+                idx_maps = torch.as_tensor(idx, device=prepared.scores.device)
+                x = images[torch.as_tensor(idx, device=images.device)].to(self.device)
+                chunk_labels = (
+                    labels[torch.as_tensor(idx, device=labels.device)].to(self.device)
+                    if labels is not None
+                    else None
+                )
+                ranks = None
+                if wants_curves or wants_road:
+                    ranks = _perturbation.pixel_ranks(prepared.scores[idx_maps]).to(self.device)
+                maps = prepared.normalized[idx_maps].to(self.device) if wants_conf else None
+                res = self._run_chunk(x, maps, ranks, chunk_labels, n, wants_curves)
+                target[idx] = res["target"]
+                p_all[idx] = res["p"]
+                if wants_conf:
+                    o_all[idx] = res["o"]
+                for name in wants_curves:
+                    curves[name][idx] = res[name]
+                if wants_road:
+                    road_all[idx] = self._road(
+                        x, ranks, torch.as_tensor(res["target"], device=self.device)
+                    )
+        out: dict[str, np.ndarray] = {"target": target}
+        p = torch.from_numpy(p_all)
+        o = torch.from_numpy(o_all)
+        if "ad" in self.wanted:
+            out["ad"] = _confidence.average_drop(p, o).numpy()
+        if "ag" in self.wanted:
+            out["ag"] = _confidence.average_gain(p, o).numpy()
+        if "ai" in self.wanted:
+            out["ai"] = _confidence.average_increase(p, o).numpy()
+        fractions = _perturbation.curve_fractions(height, width, self.step)
+        for name in wants_curves:
+            out[name] = _perturbation.auc(curves[name], fractions)
+            if self.return_curves:
+                out[f"{name}_curve"] = curves[name]
+        if wants_road:
+            half = len(self.percentiles)
+            morf = 100 * road_all[:, :half].mean(axis=1)
+            lerf = 100 * road_all[:, half:].mean(axis=1)
+            road = {"road_morf": morf, "road_lerf": lerf, "road": (lerf - morf) / 2}
+            out.update({name: road[name] for name in _ROAD if name in self.wanted})
+        return out
+
+    def _run_chunk(
+        self,
+        x: torch.Tensor,
+        maps: torch.Tensor | None,
+        ranks: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        n: int,
+        wants_curves: list[str],
+    ) -> dict[str, np.ndarray]:
+        count, _, height, width = x.shape
+        sources = [x]
+        slot = {}
+        for name in wants_curves:
+            default = "blur" if name == "insertion" else "zeros"
+            slot[name] = len(sources)
+            sources.append(
+                _perturbation.resolve_substrate(
+                    self.substrates[name], x, f"{name}_substrate", default
+                )
+            )
+        stacked = torch.stack(sources, dim=1) if wants_curves else None
+
+        # Job table on the CPU, one column per forward: kind, image, first source, second
+        # source, pixels changed. Clean jobs come first so classes are known in time.
+        every = torch.arange(count)
+        blocks = [_job_block(_CLEAN, every, 0, 0, torch.zeros(count))]
+        if maps is not None:
+            blocks.append(_job_block(_EXPLAIN, every, 0, 0, torch.zeros(count)))
+        changed = torch.clamp(torch.arange(n + 1) * self.step, max=height * width)
+        for name in wants_curves:
+            if name == "deletion":  # points 1..n: the substrate on the top-ranked pixels
+                counts, first, second = changed[1:], slot[name], _X
+            else:  # points 0..n-1: x on the top-ranked pixels, the substrate elsewhere
+                counts, first, second = changed[:-1], _X, slot[name]
+            blocks.append(
+                _job_block(_WHERE, every.repeat_interleave(n), first, second, counts.repeat(count))
+            )
+        kind, image, first_src, second_src, n_changed = torch.cat(blocks, dim=1)
+        jobs = kind.shape[0]
+        probs = torch.empty(jobs, dtype=torch.float64, device=self.device)
+        classes = (
+            labels.clone()
+            if labels is not None
+            else torch.zeros(count, dtype=torch.long, device=self.device)
+        )
+
+        def dev(t: torch.Tensor) -> torch.Tensor:
+            return t.to(self.device, non_blocking=True)
+
+        for begin in range(0, jobs, self.batch_size):
+            positions = torch.arange(begin, min(begin + self.batch_size, jobs))
+            parts, order = [], []
+            for job_kind in (_CLEAN, _EXPLAIN, _WHERE):
+                pos = positions[kind[positions] == job_kind]
+                if not len(pos):
+                    continue
+                img = dev(image[pos])
+                if job_kind == _CLEAN:
+                    parts.append(x[img])
+                elif job_kind == _EXPLAIN:
+                    parts.append(
+                        _confidence.explanation_images(
+                            x[img], maps[img], self.mean, self.std, self.masking_space
+                        )
+                    )
+                else:
+                    parts.append(
+                        _perturbation.perturbed_batch(
+                            stacked,
+                            ranks,
+                            img,
+                            dev(first_src[pos]),
+                            dev(second_src[pos]),
+                            dev(n_changed[pos]),
+                        )
+                    )
+                order.append(pos)
+            order_t = torch.cat(order)
+            logits = self._forward(torch.cat(parts) if len(parts) > 1 else parts[0], labels)
+            if labels is None:
+                # clean jobs are jobs 0..count-1 and sit first in `order`: fix their classes
+                # before reading any probability of this batch
+                clean = order_t[order_t < count]
+                if len(clean):
+                    classes[dev(clean)] = logits[: len(clean)].argmax(dim=1)
+            probs[dev(order_t)] = _confidence.probabilities(logits, classes[dev(image[order_t])])
+
+        probs_np = probs.cpu().numpy()
+        res: dict[str, np.ndarray] = {"target": classes.cpu().numpy(), "p": probs_np[:count]}
+        offset = count
+        if maps is not None:
+            res["o"] = probs_np[offset : offset + count]
+            offset += count
+        for name in wants_curves:
+            block = probs_np[offset : offset + count * n].reshape(count, n)
+            offset += count * n
+            curve = np.empty((count, n + 1))
+            # the clean image is both the first deletion point and the last insertion point
+            if name == "deletion":
+                curve[:, 0], curve[:, 1:] = res["p"], block
+            else:
+                curve[:, :-1], curve[:, -1] = block, res["p"]
+            res[name] = curve
+        return res
+
+    def _forward(self, batch: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        logits = self.model(batch)
+        if (
+            not isinstance(logits, torch.Tensor)
+            or logits.ndim != 2
+            or logits.shape[0] != batch.shape[0]
+        ):
+            shape = (
+                tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            )
+            raise TypeError(
+                f"model must return a logits tensor of shape (N, num_classes) for N images; "
+                f"got {shape}. "
+                f"Wrap the model so that its forward returns the logits."
+            )
+        if self.num_classes is None:
+            self.num_classes = logits.shape[1]
+            if labels is not None:
+                check_label_range(labels, self.num_classes)
+        return logits
+
+    def _road(self, x: torch.Tensor, ranks: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
+        per_image = 2 * len(self.percentiles)
+        probs = []
+        for i in range(x.shape[0]):
+            imputed = _road.road_images(
+                x[i], ranks[i], self.percentiles, noise=self.road_noise, seed=self.seed
+            )
+            imputed = imputed.to(self.device, x.dtype)
+            scores = []
+            for begin in range(0, per_image, self.batch_size):
+                logits = self._forward(imputed[begin : begin + self.batch_size], None)
+                scores.append(_confidence.probabilities(logits, classes[i].expand(logits.shape[0])))
+            probs.append(torch.cat(scores))
+        return torch.stack(probs).cpu().numpy()
+
+
+def _job_block(
+    kind: int, image: torch.Tensor, first: int, second: int, changed: torch.Tensor
+) -> torch.Tensor:
+    size = image.shape[0]
+    return torch.stack(
+        [
+            torch.full((size,), kind, dtype=torch.long),
+            image.long(),
+            torch.full((size,), first, dtype=torch.long),
+            torch.full((size,), second, dtype=torch.long),
+            changed.long(),
+        ]
+    )

@@ -1,0 +1,166 @@
+"""Context managers that put a model back exactly as they found it.
+
+pytorch-grad-cam's ``BaseCAM`` calls ``model.eval()`` and never restores the mode, its
+``backward`` accumulates ``.grad`` into every parameter that requires it, ``AblationCAM``
+swaps a submodule while it runs, and a CAM built outside a ``with`` block keeps its hooks
+until garbage collection. :func:`model_state_guard` undoes all of that in a ``finally``, so a
+saliency call has no side effect on the model, even when it raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from torch import nn
+
+__all__ = [
+    "count_hooks",
+    "preserved_training",
+    "preserved_requires_grad",
+    "preserved_grads",
+    "preserved_structure",
+    "preserved_pooling",
+    "no_new_hooks",
+    "model_state_guard",
+]
+
+# The per-module hook dictionaries of torch.nn.Module (keyed by handle id).
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+# Side tables that share the handle ids of the dictionaries above.
+_HOOK_SIDE_TABLES = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Number of forward, forward-pre, backward and backward-pre hooks on ``model`` and its submodules."""
+    return sum(len(getattr(m, name, {})) for m in model.modules() for name in _HOOK_DICTS)
+
+
+@contextlib.contextmanager
+def preserved_training(model: nn.Module) -> Iterator[None]:
+    """Restore the ``training`` flag of every submodule on exit.
+
+    The flags are written back directly (not through ``.train()``), so a model whose
+    ``train()`` is overridden (a :class:`~xai_pool.CAModel` keeps its backbone in eval) gets
+    exactly its previous per-module state back.
+    """
+    saved = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, flag in saved:
+            if module.training != flag:
+                module.training = flag
+
+
+@contextlib.contextmanager
+def preserved_requires_grad(model: nn.Module, *, freeze: bool = False) -> Iterator[None]:
+    """Restore every parameter's ``requires_grad`` on exit; ``freeze=True`` turns them all off inside.
+
+    Freezing inside a saliency call keeps ``backward`` from accumulating into parameters
+    (gradients then reach the activations through the input, see :func:`xai_pool.explain`).
+    """
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if freeze:
+            for p, flag in saved:
+                if flag:
+                    p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in saved:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def preserved_grads(model: nn.Module) -> Iterator[None]:
+    """Put each parameter's ``.grad`` back on exit (BaseCAM calls ``model.zero_grad()``)."""
+    saved = [(p, p.grad) for p in model.parameters()]
+    try:
+        yield
+    finally:
+        for p, grad in saved:
+            if p.grad is not grad:
+                p.grad = grad
+
+
+@contextlib.contextmanager
+def preserved_structure(model: nn.Module) -> Iterator[None]:
+    """Restore every module's children on exit (``AblationCAM`` swaps its target layer in place)."""
+    saved = [(module, dict(module._modules)) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, children in saved:
+            if module._modules != children:
+                module._modules.clear()
+                module._modules.update(children)
+
+
+@contextlib.contextmanager
+def preserved_pooling(model: nn.Module) -> Iterator[None]:
+    """Restore ``model.pooling`` on exit (a no-op for models without a pooling switch)."""
+    has_pooling = hasattr(model, "pooling") and hasattr(model, "pooling_as")
+    previous = model.pooling if has_pooling else None
+    try:
+        yield
+    finally:
+        if has_pooling:
+            model.pooling = previous
+
+
+@contextlib.contextmanager
+def no_new_hooks(model: nn.Module) -> Iterator[None]:
+    """Remove on exit every module hook registered inside the block.
+
+    A safety net: the methods we run release their own hooks, but a third-party CAM used
+    outside its ``with`` block (or one that raised half-way through its constructor) would
+    otherwise leave them until garbage collection.
+    """
+    saved = [(module, {name: set(getattr(module, name, {})) for name in _HOOK_DICTS}) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, before in saved:
+            for name, keys in before.items():
+                table = getattr(module, name, None)
+                if table is None:
+                    continue
+                for key in [k for k in table if k not in keys]:
+                    del table[key]
+                    for side in _HOOK_SIDE_TABLES:
+                        getattr(module, side, {}).pop(key, None)
+
+
+@contextlib.contextmanager
+def model_state_guard(model: nn.Module, *, pooling: str | None = None, freeze: bool = True) -> Iterator[nn.Module]:
+    """Run a saliency computation on ``model`` without side effects.
+
+    Inside the block the model is in eval mode, its parameters are frozen (``freeze=True``)
+    and, for a :class:`~xai_pool.CAModel`, its pooling is ``pooling``. On exit (also after an
+    exception) the pooling mode, every submodule's train/eval flag, every parameter's
+    ``requires_grad`` and ``.grad``, the module tree and the set of hooks are as before.
+
+    Args:
+        model: the model to protect.
+        pooling: ``"gap"`` or ``"ca"`` to switch a CAModel's pooling inside the block.
+        freeze: set ``requires_grad=False`` on every parameter inside the block.
+
+    Yields:
+        ``model``.
+    """
+    with contextlib.ExitStack() as stack:
+        # Order: hooks and structure are checked last on exit, after everything else ran.
+        stack.enter_context(no_new_hooks(model))
+        stack.enter_context(preserved_structure(model))
+        stack.enter_context(preserved_grads(model))
+        stack.enter_context(preserved_requires_grad(model, freeze=freeze))
+        stack.enter_context(preserved_training(model))
+        stack.enter_context(preserved_pooling(model))
+        if pooling is not None:
+            model.pooling = pooling
+        for module in model.modules():  # not model.eval(): an overridden train() may do more
+            if module.training:
+                module.training = False
+        yield model
