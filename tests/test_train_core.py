@@ -229,6 +229,26 @@ def test_mixed_precision_on_cpu_keeps_the_loss_finite(amp) -> None:
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in ca.stream.parameters())
 
 
+class _PartlyUnreadable(torch.utils.data.Dataset):
+    """Samples 0-3 are unreadable (None), like broken files in a SafeImageFolder."""
+
+    def __init__(self) -> None:
+        self.images, self.labels = colour_problem(12, 0)
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int):
+        return None if index < 4 else (self.images[index], self.labels[index])
+
+
+def test_unreadable_samples_are_skipped_and_counted() -> None:
+    data = DataLoader(_PartlyUnreadable(), batch_size=4, shuffle=False)  # the first batch is all unreadable
+    history = train_stream(tiny_model(), data, epochs=2, val_loader=DataLoader(_PartlyUnreadable(), batch_size=3))
+    assert [r["skipped"] for r in history] == [8, 8]  # 4 in training + 4 in validation, per epoch
+    assert history[0]["steps"] == 3 and math.isfinite(history[0]["train_loss"])
+
+
 def test_unlabeled_batches_need_label_free() -> None:
     images, _ = colour_problem(16, 0)
     with pytest.raises(ValueError, match="label_free"):

@@ -24,7 +24,7 @@ _LAZY_ATTRS = {
     "save_stream": "xai_pool.checkpoint",
     "load_stream": "xai_pool.checkpoint",
     "train_stream": "xai_pool.train",
-    "explain": "xai_pool.explain",
+    "explain": "xai_pool.explainer",
 }
 _LAZY_MODULES = {"metrics", "saliency", "data", "zoo", "viz", "report", "stream", "adapters", "train"}
 

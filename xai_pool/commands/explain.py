@@ -29,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--arch", required=True, help="torchvision or timm model name, or shapes_resnet")
-    parser.add_argument("--weights", help="classifier state-dict file (optional only for shapes_resnet: shipped weights)")
-    parser.add_argument("--stream", help="stream checkpoint from `xai-pool train` / save_stream (needed for meaningful CA maps)")
+    parser.add_argument(
+        "--weights", help="classifier state-dict file (optional only for shapes_resnet: shipped weights)"
+    )
+    parser.add_argument(
+        "--stream", help="stream checkpoint from `xai-pool train` / save_stream (needed for meaningful CA maps)"
+    )
     parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files")
     parser.add_argument(
         "--methods", default=_DEFAULT_METHODS,
@@ -41,9 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
     parser.add_argument("--image-size", type=int, help="network input size (default 64 for shapes_resnet, else 224)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--batch-size", type=int, default=32, help="masked images per forward pass (Score-CAM, Ablation-CAM)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="masked images per forward pass (Score-CAM, Ablation-CAM)"
+    )
     parser.add_argument("--target-layer", help="dotted module path of the CAM layer (default: the last stage)")
-    parser.add_argument("--class", dest="target_class", type=int, help="explain this class (default: each pooling's prediction)")
+    parser.add_argument(
+        "--class", dest="target_class", type=int, help="explain this class (default: each pooling's prediction)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
@@ -139,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size is not None and args.image_size < 8:
         raise ValueError(f"--image-size must be at least 8 pixels, got {args.image_size}")
     if args.weights is None and args.arch != "shapes_resnet":
-        raise ValueError(f"--weights is required for --arch {args.arch} (nothing is downloaded): pass a state-dict file")
+        raise ValueError(
+            f"--weights is required for --arch {args.arch} (nothing is downloaded): pass a state-dict file"
+        )
 
     from ..imageio import load_image
     from ..saliency.methods import RawAttention, method_name, resolve_method
@@ -153,11 +163,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load_stream
     from ..classifiers import build_classifier
-    from ..explain import explain
+    from ..explainer import explain
     from ..model import attach_stream
 
     device = _device(args.device)
     model = attach_stream(build_classifier(args.arch, args.weights).to(device))
+    if args.target_class is not None and not 0 <= args.target_class < model.num_classes:
+        raise ValueError(f"--class {args.target_class} is out of range: the model has {model.num_classes} classes")
     if args.stream:
         load_stream(model, args.stream)
     elif "ca" in poolings:

@@ -59,7 +59,7 @@ _SPLITS = {"train": 0, "test": 1}
 _DEFAULT_N = {"train": 6000, "test": 2000}
 _SUPERSAMPLE = 3  # samples per pixel side for anti-aliasing
 _MIN_SIZE = 32
-_CONTRAST = 0.35  # minimum RGB distance between an object and the background under it
+_CONTRAST = 0.40  # minimum RGB distance between an object and the background under it
 
 
 def normalization() -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -262,7 +262,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     theta = rng.uniform(0.0, math.pi)
     period = rng.uniform(0.1, 0.3) * size
     phase = rng.uniform(0.0, 2 * math.pi)
-    strength = rng.uniform(0.15, 0.45)
+    strength = rng.uniform(0.08, 0.25)
     wave = np.sin((x * math.cos(theta) + y * math.sin(theta)) * (2 * math.pi / period) + phase)
     alpha = (strength * 0.5 * (wave + 1.0))[..., None]
     stripe_colour = rng.random(3, dtype=np.float32)
@@ -271,7 +271,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _distractor(rng: np.random.Generator, size: int) -> tuple[Callable, float]:
     """A non-class shape and its bounding radius in pixels."""
-    radius = rng.uniform(0.12, 0.22) * size
+    radius = rng.uniform(0.13, 0.22) * size
     if rng.random() < 0.5:
         aspect = rng.uniform(2.0, 3.5)  # clearly not a circle
         return _ellipse(1.0, 1.0 / aspect), radius
@@ -299,7 +299,7 @@ def render_scene(split_id: int, seed: int, index: int, size: int, distractors: t
     label = index % len(SHAPE_CLASSES)
     image = _background(rng, size)
 
-    t_radius = rng.uniform(0.14, 0.22) * size
+    t_radius = rng.uniform(0.15, 0.23) * size
     # Fully inside the image: the shape fits in its bounding circle, kept 1 px from the border.
     t_x, t_y = rng.uniform(t_radius + 1.0, size - 1.0 - t_radius, size=2)
     target = _Placed(_SHAPE_TESTS[label], float(t_x), float(t_y), t_radius, rng.uniform(0, 2 * math.pi))
@@ -320,7 +320,7 @@ def render_scene(split_id: int, seed: int, index: int, size: int, distractors: t
     coverage = np.zeros((size, size), dtype=np.float32)
     coverage[rows, cols] = cov
 
-    image += 0.03 * rng.standard_normal(size=image.shape, dtype=np.float32)
+    image += 0.02 * rng.standard_normal(size=image.shape, dtype=np.float32)
     image8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return RenderedScene(image=image8, label=label, mask=coverage > 0, coverage=coverage)
 

@@ -383,6 +383,11 @@ class _Engine:
             else torch.zeros(count, dtype=torch.long, device=self.device)
         )
 
+        workspace = None
+        if wants_curves:
+            capacity = min(self.batch_size, int((kind == _WHERE).sum()))
+            workspace = _perturbation.Workspace(capacity, x.shape[1:], self.device, x.dtype)
+
         def dev(t: torch.Tensor) -> torch.Tensor:
             return t.to(self.device, non_blocking=True)
 
@@ -393,10 +398,10 @@ class _Engine:
                 pos = positions[kind[positions] == job_kind]
                 if not len(pos):
                     continue
-                img = dev(image[pos])
                 if job_kind == _CLEAN:
-                    parts.append(x[img])
+                    parts.append(x[dev(image[pos])])
                 elif job_kind == _EXPLAIN:
+                    img = dev(image[pos])
                     parts.append(
                         _confidence.explanation_images(
                             x[img], maps[img], self.mean, self.std, self.masking_space
@@ -407,10 +412,11 @@ class _Engine:
                         _perturbation.perturbed_batch(
                             stacked,
                             ranks,
-                            img,
-                            dev(first_src[pos]),
-                            dev(second_src[pos]),
+                            image[pos],
+                            first_src[pos],
+                            second_src[pos],
                             dev(n_changed[pos]),
+                            workspace,
                         )
                     )
                 order.append(pos)

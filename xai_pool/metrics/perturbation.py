@@ -161,6 +161,23 @@ def resolve_substrate(
     return out
 
 
+class Workspace:
+    """Output buffers reused by every batch of a chunk.
+
+    A fresh (batch, C, H, W) tensor per batch costs page faults on the CPU (large blocks are
+    mmap-ed and zeroed by the kernel on first touch), which measured about as much as
+    building the images; writing into the same buffers avoids it. The tensors returned by
+    :func:`perturbed_batch` are views of ``out``: the next batch overwrites them.
+    """
+
+    def __init__(
+        self, capacity: int, image_shape: torch.Size, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        channels, height, width = image_shape
+        self.out = torch.empty(capacity, channels, height, width, device=device, dtype=dtype)
+        self.mask = torch.empty(capacity, height, width, device=device, dtype=torch.bool)
+
+
 def perturbed_batch(
     sources: torch.Tensor,
     ranks: torch.Tensor,
@@ -168,25 +185,40 @@ def perturbed_batch(
     first: torch.Tensor,
     second: torch.Tensor,
     changed: torch.Tensor,
+    workspace: Workspace | None = None,
 ) -> torch.Tensor:
     """Build perturbed images ``where(rank < changed, sources[first], sources[second])``.
+
+    Jobs are processed in runs that share (image, first, second), e.g. consecutive steps of
+    one curve: each run is one comparison and one broadcast ``where``, so a batch costs a
+    handful of kernels whatever its size (per-job gathers cost one parallel region per
+    image, which is slow on a busy CPU).
 
     Args:
         sources: (N, S, C, H, W) candidate images per image (e.g. x, deletion and insertion
             substrates).
-        ranks: (N, H, W) pixel ranks from :func:`pixel_ranks`.
-        image_index: (J,) image of each job.
-        first: (J,) source shown on the ``changed`` top-ranked pixels.
-        second: (J,) source shown elsewhere.
+        ranks: (N, H, W) int32 pixel ranks from :func:`pixel_ranks`.
+        image_index: (J,) CPU tensor, image of each job.
+        first: (J,) CPU tensor, source shown on the ``changed`` top-ranked pixels.
+        second: (J,) CPU tensor, source shown elsewhere.
         changed: (J,) number of top-ranked pixels taken from ``first``.
+        workspace: buffers of capacity >= J to write into; None allocates new tensors.
 
     Returns:
-        (J, C, H, W) images.
+        (J, C, H, W) images (a view of ``workspace.out`` when a workspace is given).
     """
-    count, per_image = sources.shape[:2]
-    # index_select on a flat view: one contiguous gather per operand, no advanced indexing
-    flat = sources.reshape(count * per_image, *sources.shape[2:])
-    a = flat.index_select(0, image_index * per_image + first)
-    b = flat.index_select(0, image_index * per_image + second)
-    mask = ranks.index_select(0, image_index) < changed.view(-1, 1, 1).to(ranks.dtype)
-    return torch.where(mask.unsqueeze(1), a, b)
+    jobs = image_index.shape[0]
+    height, width = ranks.shape[1:]
+    if workspace is None:
+        out = torch.empty(jobs, *sources.shape[2:], device=sources.device, dtype=sources.dtype)
+        mask = torch.empty(jobs, height, width, device=ranks.device, dtype=torch.bool)
+    else:
+        out, mask = workspace.out[:jobs], workspace.mask[:jobs]
+    threshold = changed.to(ranks.device, ranks.dtype).view(-1, 1, 1)
+    key = torch.stack([image_index, first, second], dim=1).cpu()
+    breaks = (torch.nonzero((key[1:] != key[:-1]).any(dim=1)).flatten() + 1).tolist()
+    for begin, end in zip([0, *breaks], [*breaks, jobs]):
+        i, a, b = key[begin].tolist()
+        run_mask = torch.lt(ranks[i], threshold[begin:end], out=mask[begin:end])
+        torch.where(run_mask.unsqueeze(1), sources[i, a], sources[i, b], out=out[begin:end])
+    return out

@@ -101,8 +101,9 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    from ..explain import explain
+    from ..explainer import explain
     from ..metrics import IMAGENET_MEAN, IMAGENET_STD, evaluate
+    from ..saliency import method_name
 
     if not isinstance(model, CAModel):
         raise TypeError(f"compare needs a CAModel (from xai_pool.attach_stream), got {type(model).__name__}")
@@ -116,6 +117,8 @@ def compare(
     std = std if std is not None else getattr(dataset, "std", IMAGENET_STD)
     class_names = class_names if class_names is not None else getattr(dataset, "class_names", None)
     method_kwargs = method_kwargs or {}
+    by_name = {method_name(m): m for m in methods}  # canonical names; unknown methods fail here
+    methods = list(by_name)
     pairs = [(m, p) for m in methods for p in poolings if not (m == "raw_attention" and p == "gap")]
     loader = _as_loader(data, batch_size, limit)
     rank, world = rank_and_world()
@@ -145,7 +148,7 @@ def compare(
         keep = max(0, keep_examples - index * images.shape[0]) if rank == 0 else 0
         for method, pooling in pairs:
             classes = labels if targets == "label" else torch.as_tensor(record["pred"][pooling], device=device)
-            maps = explain(model, images, method, pooling=pooling, targets=classes.tolist(),
+            maps = explain(model, images, by_name[method], pooling=pooling, targets=classes.tolist(),
                            **method_kwargs.get(method, {}))
             with model.pooling_as(pooling):
                 scores = evaluate(model, images, maps, classes, metrics=use_metrics, masks=masks, mean=mean, std=std,

@@ -44,13 +44,8 @@ def preserved_training(model: nn.Module) -> Iterator[None]:
     ``train()`` is overridden (a :class:`~xai_pool.CAModel` keeps its backbone in eval) gets
     exactly its previous per-module state back.
     """
-    saved = [(module, module.training) for module in model.modules()]
-    try:
+    with _training(list(model.modules())):
         yield
-    finally:
-        for module, flag in saved:
-            if module.training != flag:
-                module.training = flag
 
 
 @contextlib.contextmanager
@@ -60,42 +55,22 @@ def preserved_requires_grad(model: nn.Module, *, freeze: bool = False) -> Iterat
     Freezing inside a saliency call keeps ``backward`` from accumulating into parameters
     (gradients then reach the activations through the input, see :func:`xai_pool.explain`).
     """
-    saved = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        if freeze:
-            for p, flag in saved:
-                if flag:
-                    p.requires_grad_(False)
+    with _requires_grad(list(model.parameters()), freeze):
         yield
-    finally:
-        for p, flag in saved:
-            if p.requires_grad != flag:
-                p.requires_grad_(flag)
 
 
 @contextlib.contextmanager
 def preserved_grads(model: nn.Module) -> Iterator[None]:
     """Put each parameter's ``.grad`` back on exit (BaseCAM calls ``model.zero_grad()``)."""
-    saved = [(p, p.grad) for p in model.parameters()]
-    try:
+    with _grads(list(model.parameters())):
         yield
-    finally:
-        for p, grad in saved:
-            if p.grad is not grad:
-                p.grad = grad
 
 
 @contextlib.contextmanager
 def preserved_structure(model: nn.Module) -> Iterator[None]:
     """Restore every module's children on exit (``AblationCAM`` swaps its target layer in place)."""
-    saved = [(module, dict(module._modules)) for module in model.modules()]
-    try:
+    with _structure(list(model.modules())):
         yield
-    finally:
-        for module, children in saved:
-            if module._modules != children:
-                module._modules.clear()
-                module._modules.update(children)
 
 
 @contextlib.contextmanager
@@ -118,15 +93,72 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
     outside its ``with`` block (or one that raised half-way through its constructor) would
     otherwise leave them until garbage collection.
     """
-    saved = [(module, {name: set(getattr(module, name, {})) for name in _HOOK_DICTS}) for module in model.modules()]
+    with _hooks(list(model.modules())):
+        yield
+
+
+# The workers take module/parameter lists so that model_state_guard walks the model once
+# (a module-tree walk per guard was most of explain()'s overhead on small models).
+@contextlib.contextmanager
+def _training(modules: list[nn.Module]) -> Iterator[None]:
+    saved = [(module, module.training) for module in modules]
+    try:
+        yield
+    finally:
+        for module, flag in saved:
+            if module.training != flag:
+                module.training = flag
+
+
+@contextlib.contextmanager
+def _requires_grad(params: list[nn.Parameter], freeze: bool) -> Iterator[None]:
+    saved = [(p, p.requires_grad) for p in params]
+    try:
+        if freeze:
+            for p, flag in saved:
+                if flag:
+                    p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in saved:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def _grads(params: list[nn.Parameter]) -> Iterator[None]:
+    saved = [(p, p.grad) for p in params]
+    try:
+        yield
+    finally:
+        for p, grad in saved:
+            if p.grad is not grad:
+                p.grad = grad
+
+
+@contextlib.contextmanager
+def _structure(modules: list[nn.Module]) -> Iterator[None]:
+    saved = [(module, dict(module._modules)) for module in modules]
+    try:
+        yield
+    finally:
+        for module, children in saved:
+            if module._modules != children:
+                module._modules.clear()
+                module._modules.update(children)
+
+
+@contextlib.contextmanager
+def _hooks(modules: list[nn.Module]) -> Iterator[None]:
+    saved = [(module, [(name, set(getattr(module, name, {}))) for name in _HOOK_DICTS]) for module in modules]
     try:
         yield
     finally:
         for module, before in saved:
-            for name, keys in before.items():
+            for name, keys in before:
                 table = getattr(module, name, None)
-                if table is None:
-                    continue
+                if not table or len(table) == len(keys):
+                    continue  # hooks are only ever added here; an unchanged count means nothing new
                 for key in [k for k in table if k not in keys]:
                     del table[key]
                     for side in _HOOK_SIDE_TABLES:
@@ -150,17 +182,19 @@ def model_state_guard(model: nn.Module, *, pooling: str | None = None, freeze: b
     Yields:
         ``model``.
     """
+    modules = list(model.modules())
+    params = list(model.parameters())
     with contextlib.ExitStack() as stack:
-        # Order: hooks and structure are checked last on exit, after everything else ran.
-        stack.enter_context(no_new_hooks(model))
-        stack.enter_context(preserved_structure(model))
-        stack.enter_context(preserved_grads(model))
-        stack.enter_context(preserved_requires_grad(model, freeze=freeze))
-        stack.enter_context(preserved_training(model))
+        # Exit runs in reverse: hooks and the module tree are repaired last.
+        stack.enter_context(_hooks(modules))
+        stack.enter_context(_structure(modules))
+        stack.enter_context(_grads(params))
+        stack.enter_context(_requires_grad(params, freeze))
+        stack.enter_context(_training(modules))
         stack.enter_context(preserved_pooling(model))
         if pooling is not None:
             model.pooling = pooling
-        for module in model.modules():  # not model.eval(): an overridden train() may do more
+        for module in modules:  # not model.eval(): an overridden train() may do more
             if module.training:
                 module.training = False
         yield model

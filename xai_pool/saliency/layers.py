@@ -72,7 +72,8 @@ def resolve_target_layers(model: nn.Module, target_layers: TargetLayers) -> list
             if id(item) not in owned:
                 raise ValueError(
                     f"target layer {type(item).__name__} is not a submodule of this model (a layer of another copy, "
-                    "e.g. of the original classifier after attach_stream(copy=True)?); take it from the model you explain"
+                    "e.g. of the original classifier after attach_stream(copy=True)?); "
+                    "take it from the model you explain"
                 )
             layers.append(item)
         else:

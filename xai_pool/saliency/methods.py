@@ -18,7 +18,7 @@ from torch import nn
 from .raw_attention import RawAttention
 from .score_cam import ScoreCAM
 
-__all__ = ["METHODS", "resolve_method", "method_name", "build_cam", "ShapleyCAM"]
+__all__ = ["METHODS", "resolve_method", "method_name", "build_cam", "needs_target_layers", "ShapleyCAM"]
 
 
 class ShapleyCAM(pgc.ShapleyCAM):
@@ -30,7 +30,15 @@ class ShapleyCAM(pgc.ShapleyCAM):
     ShapleyCAM reduces to Grad-CAM, which is what this subclass returns.
     """
 
-    def get_cam_weights(self, input_tensor, target_layer, target_category, activations, grads) -> np.ndarray:
+    def get_cam_weights(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        target_category: Sequence[Callable],
+        activations: torch.Tensor,
+        grads: torch.Tensor,
+    ) -> np.ndarray:
+        """Grad-CAM weights when the gradient has no graph (zero Hessian term), else ShapleyCAM's."""
         if isinstance(grads, torch.Tensor) and grads.grad_fn is None:
             return grads.detach().mean(dim=tuple(range(2, grads.ndim))).cpu().numpy()
         return super().get_cam_weights(input_tensor, target_layer, target_category, activations, grads)
@@ -100,6 +108,11 @@ def method_name(method: str | type) -> str:
     return next((name for name, c in METHODS.items() if c is cls), cls.__name__)
 
 
+def needs_target_layers(cls: type) -> bool:
+    """False for methods that ignore ``target_layers`` (raw attention, FullGrad)."""
+    return not issubclass(cls, _NO_TARGET_LAYERS)
+
+
 def build_cam(
     cls: type,
     model: nn.Module,
@@ -116,7 +129,7 @@ def build_cam(
     """
     if issubclass(cls, RawAttention):
         return cls(model, **kwargs)
-    layers = [] if issubclass(cls, _NO_TARGET_LAYERS) else list(target_layers)
+    layers = list(target_layers) if needs_target_layers(cls) else []
     params = inspect.signature(cls.__init__).parameters
     if batch_size is not None and "batch_size" in params and "batch_size" not in kwargs:
         kwargs["batch_size"] = batch_size

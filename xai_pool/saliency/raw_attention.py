@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..model import CAModel
 from ._maps import minmax_scale, scale_to_input, upsample
-from .hygiene import preserved_training
+from .hygiene import _training
 
 __all__ = ["RawAttention"]
 
@@ -78,7 +78,8 @@ class RawAttention:
             )
         if fuse not in _FUSES:
             raise ValueError(f"fuse must be one of {', '.join(_FUSES)}, got {fuse!r}")
-        if isinstance(head_reduction, bool) or not (head_reduction in ("mean", "max") or isinstance(head_reduction, int)):
+        valid = head_reduction in ("mean", "max") or isinstance(head_reduction, int)
+        if isinstance(head_reduction, bool) or not valid:
             raise ValueError(f"head_reduction must be 'mean', 'max' or a head index (int), got {head_reduction!r}")
         heads = model.stream.config.heads
         if isinstance(head_reduction, int) and not -heads <= head_reduction < heads:
@@ -98,7 +99,9 @@ class RawAttention:
             raise TypeError(f"block must be an int or a non-empty sequence of ints, got {block!r}")
         bad = [i for i in indices if not -n_blocks <= i < n_blocks]
         if bad:
-            raise ValueError(f"block index {bad[0]} is out of range: the stream has {n_blocks} blocks (use 0..{n_blocks - 1} or -1)")
+            raise ValueError(
+                f"block index {bad[0]} is out of range: the stream has {n_blocks} blocks (use 0..{n_blocks - 1} or -1)"
+            )
         return sorted({i % n_blocks for i in indices})
 
     # ------------------------------------------------------------------ pytorch-grad-cam protocol
@@ -131,8 +134,9 @@ class RawAttention:
             shape = tuple(input_tensor.shape) if isinstance(input_tensor, Tensor) else type(input_tensor).__name__
             raise ValueError(f"input_tensor must be a 4-D image batch (B, C, H, W), got {shape}")
         device = next(self.model.parameters()).device
-        with preserved_training(self.model), torch.inference_mode():
-            for module in self.model.modules():
+        modules = list(self.model.modules())
+        with _training(modules), torch.inference_mode():
+            for module in modules:
                 if module.training:
                     module.training = False
             logits, attentions = self.model.forward_with_attention(input_tensor.to(device))

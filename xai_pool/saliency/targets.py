@@ -32,7 +32,9 @@ def _is_index(value: Any) -> bool:
 def _class_target(index: Any, num_classes: int | None) -> ClassifierOutputTarget:
     index = int(index)
     if num_classes is not None and not 0 <= index < num_classes:
-        raise ValueError(f"target class {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+        raise ValueError(
+            f"target class {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+        )
     return ClassifierOutputTarget(index)
 
 
@@ -70,7 +72,8 @@ def resolve_targets(targets: TargetSpec, batch_size: int, *, num_classes: int | 
         return [targets] * batch_size
     if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
         raise TypeError(
-            f"targets must be None, a class index, a pytorch-grad-cam target or a sequence of them, got {type(targets).__name__}"
+            "targets must be None, a class index, a pytorch-grad-cam target or a sequence of them, "
+            f"got {type(targets).__name__}"
         )
     if len(targets) != batch_size:
         raise ValueError(

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -496,7 +497,11 @@ class _Run:
                     self._step(images, labels)
                 self.step_in_epoch += 1
                 self.global_step += 1
-                self.scheduler.step()
+                with warnings.catch_warnings():
+                    # The schedule follows the step count even when a step was skipped (an empty
+                    # batch, an fp16 overflow): torch's "scheduler before optimizer" warning is moot.
+                    warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+                    self.scheduler.step()
                 if bar is not None:
                     bar.update(1)
                     if self.step_in_epoch % 10 == 0 or self.step_in_epoch == steps:
@@ -553,8 +558,10 @@ class _Run:
                 "(the warnings name them) and restart"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        class_specific = self.model.stream.config.class_specific
+        class_index = torch.zeros(1, dtype=torch.long, device=self.device) if class_specific else None
         with self.model.pooling_as("ca"):
-            logits = self.model(last_images[:1].to(self.device))
+            logits = self.model(last_images[:1].to(self.device), class_index=class_index)
         (logits.float().sum() * 0.0).backward()
         self.optimizer.step()
 

@@ -79,7 +79,7 @@ class ShapesResNet(nn.Module):
         taps=("stem", "layer1", "layer2", "layer3"), pool="avgpool", target_layer="layer4", family="xai_pool-shapes"
     )
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int, int, int] = (32, 48, 64, 96, 128)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int, int, int] = (32, 64, 64, 128, 128)) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")

@@ -231,7 +231,11 @@ def train_gap_classifier(
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
+    # A short warm-up from lr/10: starting from the default lr/25 left the network at chance
+    # for the first epochs (it must find the object before it can learn its shape).
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.15, div_factor=10.0
+    )
     history = TrainHistory(config=config)
     bar = _progress_bar(epochs * steps, progress)
     start = time.perf_counter()
@@ -253,11 +257,12 @@ def train_gap_classifier(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                loss_sum += float(loss.detach()) * y.shape[0]
+                loss_value = loss.item()
+                loss_sum += loss_value * y.shape[0]
                 correct += int((logits.detach().argmax(dim=1) == y).sum())
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss):.3f}")
+                    bar.set_postfix(epoch=epoch, loss=f"{loss_value:.3f}")
             seen = steps * batch_size
             test_loss, test_acc = evaluate_accuracy(model, test, device=device) if test else (None, None)
             stats = EpochStats(

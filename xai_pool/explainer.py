@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import numpy as np
@@ -18,7 +16,7 @@ from torch import Tensor, nn
 from .model import CAModel
 from .saliency.hygiene import model_state_guard
 from .saliency.layers import TargetLayers, resolve_target_layers, single_call_check
-from .saliency.methods import build_cam, method_name, resolve_method
+from .saliency.methods import build_cam, method_name, needs_target_layers, resolve_method
 from .saliency.raw_attention import RawAttention
 from .saliency.targets import TargetSpec, resolve_targets
 
@@ -35,7 +33,7 @@ def explain(
     pooling: str = "ca",
     targets: TargetSpec = None,
     target_layers: TargetLayers = None,
-    batch_size: int = 32,
+    batch_size: int = 16,
     reshape_transform: Any = None,
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
@@ -101,7 +99,7 @@ def explain(
             "xai_pool.attach_stream(model) (and load a trained stream) for pooling='ca'"
         )
     cam_targets = resolve_targets(targets, x.shape[0], num_classes=model.num_classes if is_ca else None)
-    layers = [] if issubclass(cls, RawAttention) else resolve_target_layers(model, target_layers)
+    layers = resolve_target_layers(model, target_layers) if needs_target_layers(cls) else []
     device = next((p.device for p in model.parameters()), x.device)
 
     with model_state_guard(model, pooling=pooling if is_ca else None), torch.inference_mode(False):
@@ -154,18 +152,3 @@ def _check_maps(maps: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
         raise RuntimeError(f"method {name!r} returned NaN or infinite values; try another method or target layer")
     # pytorch-grad-cam scales into [0, 1) already; clip guards against float rounding only.
     return np.clip(maps.astype(np.float32, copy=False), 0.0, 1.0)
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``xai_pool.explain(...)`` work whichever object that name is bound to.
-
-    Importing the submodule ``xai_pool.explain`` binds the package attribute ``explain`` to
-    this module, shadowing the lazily exported function of the same name; calling the
-    module calls the function.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        return explain(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

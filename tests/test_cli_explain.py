@@ -1,0 +1,140 @@
+"""``xai-pool explain`` end to end on two small PNGs, and its error messages."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from xai_pool import attach_stream, save_stream
+from xai_pool.cli import main
+from xai_pool.commands.explain import overlay
+from xai_pool.imageio import imagenet_transform
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # OpenMP threads spin when the shared cores are busy; one thread keeps tiny models fast.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_explain")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5)
+    torch.save(net.state_dict(), root / "weights.pt")
+    save_stream(attach_stream(net, copy=True), root / "stream.pt")
+    other = torchvision.models.resnet34(num_classes=5)
+    save_stream(attach_stream(other), root / "other_stream.pt")
+    rng = np.random.default_rng(0)
+    for name, shape in (("first", (72, 80, 3)), ("second", (64, 64, 3))):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / f"{name}.png")
+    (root / "broken.png").write_text("not an image")
+    return root
+
+
+def _args(files, out, *extra: str) -> list[str]:
+    return [
+        "explain", "--arch", "resnet18", "--weights", str(files / "weights.pt"), "--stream", str(files / "stream.pt"),
+        "--images", str(files / "first.png"), str(files / "second.png"), "--out", str(out), "--image-size", "64",
+        "--no-progress", *extra,
+    ]
+
+
+def test_end_to_end(files, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(_args(files, out, "--methods", "gradcam,raw_attention,Grad-CAM++", "--pooling", "gap,ca"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "raw_attention skipped for pooling gap" in captured.err
+    for stem in ("first", "second"):
+        assert Image.open(out / f"{stem}_input.png").size == (64, 64)
+        for method, pooling in [("gradcam", "gap"), ("gradcam", "ca"), ("raw_attention", "ca"), ("gradcampp", "gap"),
+                                ("gradcampp", "ca")]:
+            saliency = np.load(out / f"{stem}_{method}_{pooling}.npy")
+            assert saliency.shape == (64, 64) and saliency.dtype == np.float32
+            assert 0 <= saliency.min() and saliency.max() <= 1
+            picture = Image.open(out / f"{stem}_{method}_{pooling}.png")
+            assert picture.mode == "RGB" and picture.size == (64, 64)
+            rgb = np.asarray(Image.open(out / f"{stem}_input.png"), dtype=np.float32) / 255
+            expected = overlay(rgb, saliency).astype(int)
+            assert np.abs(np.asarray(picture, dtype=int) - expected).max() <= 2
+        assert not (out / f"{stem}_raw_attention_gap.npy").exists()
+
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["image"] for r in rows] == [str(files / "first.png"), str(files / "second.png")]
+    model = attach_stream(torchvision.models.resnet18(num_classes=5))
+    model.backbone.load_state_dict(torch.load(files / "weights.pt", weights_only=True))
+    model.stream.load_state_dict(torch.load(files / "stream.pt", weights_only=True)["state_dict"])
+    x = imagenet_transform(train=False, size=64)(Image.open(files / "first.png").convert("RGB"))[None]
+    for pooling in ("gap", "ca"):
+        with torch.no_grad(), model.pooling_as(pooling):
+            probs = model(x).softmax(dim=1)[0]
+        assert int(rows[0][f"{pooling}_class"]) == int(probs.argmax())
+        assert float(rows[0][f"{pooling}_prob"]) == pytest.approx(float(probs.max()), abs=1e-5)
+
+
+def test_default_methods_including_score_cam(files, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    args = _args(files, out)
+    args[args.index("--image-size") + 1] = "32"  # a 1x1 last map: one Score-CAM pass per image
+    assert main(args) == 0, capsys.readouterr().err
+    assert np.load(out / "second_scorecam_ca.npy").shape == (32, 32)
+    assert len(list(out.glob("*.npy"))) == 2 * 5  # (gradcam, scorecam) x (gap, ca) + raw_attention x ca
+
+
+def test_overlay_is_rgb() -> None:
+    gray = np.full((4, 4, 3), 0.5, np.float32)
+    hot = overlay(gray, np.ones((4, 4), np.float32))  # jet at 1.0 is dark red
+    cold = overlay(gray, np.zeros((4, 4), np.float32))  # jet at 0.0 is dark blue
+    assert hot[0, 0, 0] > hot[0, 0, 2] and cold[0, 0, 2] > cold[0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--images", "broken.png"), "cannot be read"),
+        (("--images", "missing.png"), "does not exist"),
+        (("--methods", "gradcam,nope"), "unknown saliency method 'nope'; valid names: raw_attention, gradcam"),
+        (("--pooling", "gap,max"), "--pooling 'max' is not a pooling"),
+        (("--stream", "other_stream.pt"), "another backbone"),
+        (("--weights", "missing.pt"), "does not exist"),
+        (("--class", "9"), "--class 9 is out of range: the model has 5 classes"),
+    ],
+)
+def test_errors_are_messages(files, tmp_path, capsys, change: tuple[str, str], message: str) -> None:
+    out = tmp_path / "out"
+    args = _args(files, out, "--methods", "gradcam")
+    flag, value = change
+    position = args.index(flag) if flag in args else len(args)
+    if flag == "--images":
+        args[position + 1:position + 3] = [str(files / value)]
+    elif flag in ("--stream", "--weights"):
+        args[position + 1] = str(files / value)
+    else:
+        args += [flag, value]  # argparse: the last occurrence wins
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not any(out.glob("*.npy"))
+
+
+def test_weights_are_required_except_for_the_demo_model(tmp_path, capsys) -> None:
+    code = main(["explain", "--arch", "resnet18", "--images", "x.png", "--out", str(tmp_path)])
+    assert code == 2 and "--weights is required" in capsys.readouterr().err
+
+
+def test_help_lists_the_command(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "--help"])
+    assert exit_info.value.code == 0
+    assert "--methods" in capsys.readouterr().out
