@@ -193,3 +193,21 @@ def test_resume_without_a_state_starts_a_new_run(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="xai_pool.train"):
         _, history = run(tmp_path, epochs=1, resume=True)
     assert len(history) == 1 and "starting a new run" in caplog.text
+
+
+def test_a_plain_list_of_batches_trains_and_resumes(tmp_path) -> None:
+    images, labels = colour_problem(32, 0)
+    batches = [(images[i:i + 8], labels[i:i + 8]) for i in range(0, 32, 8)]
+    reference = model()
+    train_stream(reference, batches, epochs=2, lr=0.5)
+
+    def crash_at_step_3(info):
+        if info["global_step"] == 3:
+            raise Crash("killed")
+
+    with pytest.raises(Crash):
+        train_stream(model(), batches, epochs=2, lr=0.5, out_dir=tmp_path, checkpoint_every_steps=2,
+                     on_step=crash_at_step_3)
+    resumed = model()
+    train_stream(resumed, batches, epochs=2, lr=0.5, out_dir=tmp_path, resume=True)
+    assert_same_stream(resumed, reference)

@@ -157,10 +157,9 @@ class PreparedLoader:
     """What the trainer iterates: ``(batch, dropped)`` pairs, and how to resume an epoch.
 
     Attributes:
-        loader: the iterable of batches (``(batch, dropped)`` pairs when ``counts`` is True).
+        loader: the rebuilt loader (yielding ``(batch, dropped)`` pairs), or the user's.
         sampler: the resumable sampler, or None when the user's loader is used as given.
         batch_size: samples per batch in this process (None when unknown).
-        counts: whether items are ``(batch, dropped)`` pairs.
         steps_per_epoch: batches per epoch in this process.
         dataset_size: number of samples in the dataset (None when unknown).
     """
@@ -168,7 +167,6 @@ class PreparedLoader:
     loader: Iterable
     sampler: ResumableSampler | None
     batch_size: int | None
-    counts: bool
     steps_per_epoch: int | None
     dataset_size: int | None
 
@@ -199,8 +197,9 @@ def _loader_shuffles(loader: DataLoader) -> bool | None:
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler):
         return sampler.shuffle
-    if type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None:
-        return True
+    if type(sampler) is RandomSampler and not sampler.replacement:
+        # A RandomSampler drawing a custom number of samples is not a plain shuffle.
+        return True if getattr(sampler, "_num_samples", None) is None else None
     if type(sampler) is SequentialSampler:
         return False
     return None  # a custom sampler: we cannot reproduce it
@@ -261,7 +260,7 @@ def prepare_train_loader(loader: Any, *, seed: int, rank: int, world_size: int) 
             steps = len(loader)
         except TypeError:
             steps = None
-        return PreparedLoader(loader, None, getattr(loader, "batch_size", None), False, steps, None)
+        return PreparedLoader(loader, None, getattr(loader, "batch_size", None), steps, None)
     shuffle = bool(_loader_shuffles(loader))
     dataset = loader.dataset
     sampler = ResumableSampler(
@@ -269,7 +268,7 @@ def prepare_train_loader(loader: Any, *, seed: int, rank: int, world_size: int) 
     )
     rebuilt = _rebuild(loader, SeededSamples(dataset), loader.batch_size, sampler, loader.drop_last, seed)
     size = len(dataset)  # type: ignore[arg-type]
-    return PreparedLoader(rebuilt, sampler, loader.batch_size, True, len(rebuilt), size)
+    return PreparedLoader(rebuilt, sampler, loader.batch_size, len(rebuilt), size)
 
 
 def prepare_eval_loader(loader: Any, *, rank: int, world_size: int) -> tuple[Iterable, bool, bool]:
