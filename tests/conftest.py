@@ -26,6 +26,16 @@ class TinyCNN(nn.Module):
         return self.head(torch.flatten(self.pool(x), 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # The suite runs tiny models: with several OpenMP threads on shared cores, threads spin
+    # and a 0.1 s call can take seconds. One thread is as fast for these sizes and stable.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 TINY_SPEC = StreamSpec(taps=("stem", "stage1"), pool="pool", target_layer="stage2", family="tiny")
 
 

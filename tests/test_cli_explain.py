@@ -16,15 +16,6 @@ from xai_pool.commands.explain import overlay
 from xai_pool.imageio import imagenet_transform
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # OpenMP threads spin when the shared cores are busy; one thread keeps tiny models fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_explain")

@@ -18,15 +18,6 @@ _PERTURBATION = {"scorecam", "ablationcam"}  # one forward pass per channel: slo
 _FAST = [name for name in METHODS if name not in _PERTURBATION and name != "gradcamplusplus"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # OpenMP threads spin when the shared cores are busy; one thread keeps tiny models fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)

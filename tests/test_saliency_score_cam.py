@@ -17,15 +17,6 @@ from xai_pool.saliency import ScoreCAM, count_hooks
 from .conftest import TINY_SPEC, TinyCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # OpenMP threads spin when the shared cores are busy; one thread keeps tiny models fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _tiny_ca(dead_channels: int = 0, seed: int = 0):
     """TinyCNN + stream; the first ``dead_channels`` channels of the target layer are all zero."""
     torch.manual_seed(seed)

@@ -13,15 +13,6 @@ from xai_pool.saliency import resolve_targets
 from .conftest import TINY_SPEC, TinyCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # OpenMP threads spin when the shared cores are busy; one thread keeps tiny models fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -16,14 +16,6 @@ from xai_pool.classifiers import build_classifier
 from xai_pool.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 4) -> Path:
     """PNG files in root/{train,val}/<class>/; each class has its own colour cast."""
     rng = np.random.default_rng(0)

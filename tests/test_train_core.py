@@ -17,15 +17,6 @@ from xai_pool.train import CosineSchedule, StepSchedule, evaluate_stream, init_s
 from .conftest import TINY_SPEC, TinyCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The machines running the suite are shared: one thread avoids oversubscription stalls.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def colour_problem(n: int, seed: int, classes: int = 4, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise images whose class is a colour cast: channel ``c // 2`` shifted by +-1.5 (sign = c % 2)."""
     g = torch.Generator().manual_seed(seed)

@@ -17,14 +17,6 @@ from .conftest import TINY_SPEC, TinyCNN
 from .test_train_core import colour_problem
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class NoisyColours(Dataset):
     """The colour problem with a random augmentation (fresh noise on every access)."""
 
