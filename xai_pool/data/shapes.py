@@ -45,7 +45,7 @@ SHAPE_CLASSES: tuple[str, ...] = (
     "cross",
     "ring",
     "crescent",
-    "heart",
+    "hourglass",
     "arrow",
     "l_shape",
 )
@@ -123,13 +123,11 @@ def _crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (u * u + v * v <= 0.90**2) & ((u - 0.42) ** 2 + v * v >= 0.74**2)
 
 
-def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # The classic implicit heart (x^2 + y^2 - 1)^3 <= x^2 y^3, which spans x in [-1.14, 1.14]
-    # and y in [-1, 1.24]; scaled by 0.74 and shifted to centre it on the origin.
-    x = u / 0.74
-    y = -v / 0.74 + 0.12
-    q = x * x + y * y - 1.0
-    return q * q * q <= x * x * y * y * y
+def _hourglass(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    # Two triangles meeting at a narrow waist (a bow tie): as wide at its ends as it is long,
+    # so it is not mistaken for an elongated distractor.
+    au = np.abs(u)
+    return (au <= 0.62) & (np.abs(v) <= 0.12 + 0.95 * au)
 
 
 def _arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -152,7 +150,7 @@ _SHAPE_TESTS: tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...] = (
     _cross,
     _ring,
     _crescent,
-    _heart,
+    _hourglass,
     _arrow,
     _l_shape,
 )
@@ -252,8 +250,10 @@ def _paint(image: np.ndarray, obj: _Placed, rng: np.random.Generator, draw: bool
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    # Smooth noise: a random base colour with +-0.25 smooth variations per channel.
     coarse = int(rng.integers(3, 7))
-    grid = rng.random((coarse, coarse, 3), dtype=np.float32)
+    base = rng.uniform(0.2, 0.8, size=3).astype(np.float32)
+    grid = base + rng.uniform(-0.25, 0.25, size=(coarse, coarse, 3)).astype(np.float32)
     mat = _upsample_matrix(size, coarse)
     rows = np.tensordot(mat, grid, axes=(1, 0))  # (size, coarse, 3)
     image = np.tensordot(rows, mat, axes=(1, 1)).transpose(0, 2, 1)  # (size, size, 3)
@@ -262,7 +262,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     theta = rng.uniform(0.0, math.pi)
     period = rng.uniform(0.1, 0.3) * size
     phase = rng.uniform(0.0, 2 * math.pi)
-    strength = rng.uniform(0.08, 0.25)
+    strength = rng.uniform(0.05, 0.2)
     wave = np.sin((x * math.cos(theta) + y * math.sin(theta)) * (2 * math.pi / period) + phase)
     alpha = (strength * 0.5 * (wave + 1.0))[..., None]
     stripe_colour = rng.random(3, dtype=np.float32)
