@@ -107,11 +107,9 @@ class ShapesResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        # Each residual branch starts as zero, so every block starts as its shortcut
-        # (the usual trick that makes small ResNets train quickly and stably).
-        for module in self.modules():
-            if isinstance(module, BasicBlock):
-                nn.init.zeros_(module.bn2.weight)
+        # No zero-init of the last BN in each block (the usual ResNet trick): with projection
+        # shortcuts it makes the initial network a 3x3 conv plus 1x1 convs, which sees only
+        # colour, not shape, and training then sat at chance for several epochs.
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last feature map (B, 128, H/8, W/8), the input of ``avgpool``."""
