@@ -14,13 +14,14 @@ in the same order on every rank (no shuffling).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..sharding import gather_in_order, rank_and_world, shard_batches
 from ._checks import eval_mode, model_device
 from .evaluate import DEFAULT_METRICS, evaluate
 
@@ -63,8 +64,8 @@ def evaluate_loader(
     """
     if target not in ("label", "prediction"):
         raise ValueError(f"target must be 'label' or 'prediction'; got {target!r}")
-    rank, world = _dist_rank_world()
-    batches = _shard(loader, rank, world)
+    rank, world = rank_and_world()
+    batches = shard_batches(loader, rank, world)
     from tqdm.auto import tqdm
 
     total = _length(loader)
@@ -89,14 +90,8 @@ def evaluate_loader(
             )
         )
     if world > 1:
-        results = _gather(results, world)
+        results = gather_in_order(results, world)
     return _concat(results, metrics)
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _length(loader: Any) -> int | None:
@@ -104,29 +99,6 @@ def _length(loader: Any) -> int | None:
         return len(loader)
     except TypeError:
         return None
-
-
-def _shard(loader: Iterable[Any], rank: int, world: int) -> Iterator[tuple[int, Any]]:
-    """(dataset batch index, batch) pairs for this rank."""
-    if world == 1:
-        yield from enumerate(loader)
-        return
-    if isinstance(loader, torch.utils.data.DataLoader) and loader.batch_sampler is not None:
-        mine = list(loader.batch_sampler)[rank::world]
-        sharded = torch.utils.data.DataLoader(
-            loader.dataset,
-            batch_sampler=mine,
-            num_workers=loader.num_workers,
-            collate_fn=loader.collate_fn,
-            pin_memory=loader.pin_memory,
-            worker_init_fn=loader.worker_init_fn,
-        )
-        for position, batch in enumerate(sharded):
-            yield rank + position * world, batch
-        return
-    for index, batch in enumerate(loader):
-        if index % world == rank:
-            yield index, batch
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, Any, Any]:
@@ -147,15 +119,6 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     # them inside autograd (inference tensors cannot be saved for backward)
     with eval_mode(model), torch.no_grad():
         return model(images).argmax(dim=1)
-
-
-def _gather(
-    local: list[tuple[int, dict[str, np.ndarray]]], world: int
-) -> list[tuple[int, dict[str, np.ndarray]]]:
-    gathered: list[Any] = [None] * world
-    torch.distributed.all_gather_object(gathered, local)
-    merged = [item for part in gathered for item in part]
-    return sorted(merged, key=lambda item: item[0])
 
 
 def _concat(
