@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torchvision
 
 from xai_pool import attach_stream
-
-
-def _timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from _timing import timed
 
 
 def main() -> None:
@@ -51,8 +41,8 @@ def main() -> None:
     with torch.inference_mode():
         run("gap"), run("ca")  # warm-up
         for _ in range(args.reps):
-            g = _timed(lambda: run("gap"), device)
-            c = _timed(lambda: run("ca"), device)
+            g = timed(lambda: run("gap"), device)
+            c = timed(lambda: run("ca"), device)
             gap_times.append(g)
             ca_times.append(c)
             ratios.append(c / g)

@@ -25,7 +25,6 @@ import gc
 import io
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,21 +37,9 @@ import pytorch_grad_cam  # noqa: E402
 
 from xai_pool import attach_stream, explain  # noqa: E402
 from xai_pool.saliency import METHODS, RawAttention, ScoreCAM  # noqa: E402
+from _timing import timed
 
 _PERTURBATION = ("scorecam", "ablationcam")  # one forward pass per channel
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def _quiet(fn: Callable[[], object]) -> Callable[[], object]:
@@ -103,8 +90,8 @@ def bench_methods(args: argparse.Namespace, device: torch.device) -> None:
                 continue
             if repeat == 0 and name not in _PERTURBATION:
                 call()  # warm-up (first-call allocations, lazy imports)
-            base = _timed(forward, device)
-            took = _timed(call, device)
+            base = timed(forward, device)
+            took = timed(call, device)
             forward_seconds.append(base)
             ratios.setdefault((name, pooling), []).append(took / base)
             seconds.setdefault((name, pooling), []).append(took)
@@ -155,11 +142,11 @@ def _measure(fn: Callable[[], object], device: torch.device) -> tuple[float, flo
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        took = _timed(fn, device)
+        took = timed(fn, device)
         return took, (torch.cuda.max_memory_allocated(device) - before) / 2**20
     resettable = _reset_peak()
     before = _rss_kb("VmRSS")
-    took = _timed(fn, device)
+    took = timed(fn, device)
     peak = _rss_kb("VmHWM")
     if not resettable or before is None or peak is None:
         return took, None

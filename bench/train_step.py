@@ -15,23 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
 import torchvision
 
 from xai_pool import attach_stream
 from xai_pool.train import Objective, init_stream, train_step
-
-
-def _timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from _timing import timed
 
 
 def main() -> None:
@@ -72,11 +62,11 @@ def main() -> None:
     ratios, forward_times, step_times = [], [], []
     for rep in range(args.reps):
         if rep % 2:
-            s = _timed(step, device)
-            f = _timed(forward, device)
+            s = timed(step, device)
+            f = timed(forward, device)
         else:
-            f = _timed(forward, device)
-            s = _timed(step, device)
+            f = timed(forward, device)
+            s = timed(step, device)
         forward_times.append(f)
         step_times.append(s)
         ratios.append(s / f)
