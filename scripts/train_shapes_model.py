@@ -33,13 +33,16 @@ from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, train_ga
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; the defaults reproduce the shipped weights."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="weights file to write (default: the shipped one)")
+    parser.add_argument(
+        "--out", type=Path, default=WEIGHTS_PATH, help="weights file to write (default: the shipped one)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and augmentation")
     parser.add_argument("--data-seed", type=int, default=0, help="ShapesScenes seed")
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--test-size", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=4e-3)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the reference run used 2)")
@@ -56,6 +59,7 @@ def save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; package data must be world-readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,6 +67,7 @@ def save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train, check and write the weights; returns the process exit code."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -92,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test accuracy (float32): {history.final_test_accuracy:.4f}")
 
     # float16 halves the file; check the accuracy of exactly what ships.
-    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
     shipped = ShapesResNet(num_classes=len(train.class_names))
     shipped.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     _, accuracy = evaluate_accuracy(shipped, test_tensors)

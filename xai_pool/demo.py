@@ -32,7 +32,7 @@ class DemoConfig:
     batch_size: int = 64
     step: int | None = 128  # insertion/deletion pixels per step: 2 rows of a 64x64 image, 33 points
     methods: tuple[str, ...] = ("raw_attention", "gradcam", "gradcam++", "scorecam")
-    retrain_epochs: int = 15
+    retrain_epochs: int = 12
     retrain_images: int = 6000
     seed: int = 0
 

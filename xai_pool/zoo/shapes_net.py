@@ -3,7 +3,7 @@
 A ResNet-style network sized for 64x64 inputs and a CPU budget: a stride-2 stem and four
 stages of one basic residual block each (total stride 8, so a 64x64 image gives an 8x8 final
 map: saliency maps keep spatial detail), then ``avgpool`` (global average pooling),
-``flatten`` and ``fc``. About 53M multiply-accumulates and 0.5M parameters per 64x64 image.
+``flatten`` and ``fc``. About 68M multiply-accumulates per 64x64 image and 0.66M parameters.
 
 The class declares where a CA-Stream attaches (:attr:`ShapesResNet.xai_pool_spec`), so
 ``xai_pool.attach_stream(model)`` needs no spec.
@@ -61,7 +61,7 @@ class ShapesResNet(nn.Module):
     """A small ResNet with global average pooling, for 64x64 ShapesScenes images.
 
     Layout (for a 64x64 input): ``stem`` conv 3x3 stride 2 (32 ch, 32x32) -> ``layer1``
-    (48 ch, stride 2, 16x16) -> ``layer2`` (64 ch, 16x16) -> ``layer3`` (96 ch, stride 2,
+    (64 ch, stride 2, 16x16) -> ``layer2`` (64 ch, 16x16) -> ``layer3`` (128 ch, stride 2,
     8x8) -> ``layer4`` (128 ch, 8x8) -> ``avgpool`` -> flatten -> ``fc``.
 
     Args:
@@ -112,7 +112,7 @@ class ShapesResNet(nn.Module):
         # colour, not shape, and training then sat at chance for several epochs.
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The last feature map (B, 128, H/8, W/8), the input of ``avgpool``."""
+        """The last feature map (B, widths[4], H/8, W/8), the input of ``avgpool``."""
         x = self.stem(x)
         x = self.layer1(x)
         x = self.layer2(x)
@@ -128,7 +128,9 @@ class ShapesResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def shapes_resnet(pretrained: bool = True, *, map_location: str | torch.device = "cpu") -> ShapesResNet:
+def shapes_resnet(
+    pretrained: bool = True, *, num_classes: int = 10, map_location: str | torch.device = "cpu"
+) -> ShapesResNet:
     """The embedded ShapesScenes classifier, with its shipped weights by default.
 
     The weights were produced by ``scripts/train_shapes_model.py`` (seeded) and are stored in
@@ -136,15 +138,22 @@ def shapes_resnet(pretrained: bool = True, *, map_location: str | torch.device =
 
     Args:
         pretrained: load the shipped weights (``False`` gives a randomly initialised model).
-        map_location: device to load the weights on.
+        num_classes: number of logits; the shipped weights have 10 (one per ShapesScenes class).
+        map_location: device to load the weights on and to put the model on.
 
     Returns:
         A :class:`ShapesResNet` in eval mode.
 
     Raises:
         FileNotFoundError: the weights file is missing from the installation.
+        ValueError: ``pretrained=True`` with a ``num_classes`` other than 10.
     """
-    model = ShapesResNet()
+    if pretrained and num_classes != 10:
+        raise ValueError(
+            f"the shipped weights have 10 classes, got num_classes={num_classes}; "
+            "use shapes_resnet(pretrained=False, num_classes=...) and train it"
+        )
+    model = ShapesResNet(num_classes=num_classes)
     if pretrained:
         if not WEIGHTS_PATH.is_file():
             raise FileNotFoundError(
@@ -156,5 +165,4 @@ def shapes_resnet(pretrained: bool = True, *, map_location: str | torch.device =
         # Stored as float16; load_state_dict copies into the float32 parameters.
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
-        model.to(map_location)
-    return model.eval()
+    return model.to(map_location).eval()
