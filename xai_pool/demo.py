@@ -10,7 +10,6 @@ finished stream (``DIR/stream/last.pt``) instead of training again.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DemoConfig", "run_demo", "demo_config"]
+__all__ = ["DemoConfig", "demo_config", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,10 @@ def run_demo(
     Returns:
         ``{"result": ComparisonResult, "files": [...], "seconds": ..., "history": [...]}``.
     """
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from . import attach_stream, load_stream
+    from . import attach_stream
     from .data import ShapesScenes
+    from .pipeline import train_or_reuse_stream, write_report
     from .report import compare
-    from .train import train_stream
-    from .viz import save_figure
     from .zoo import ShapesResNet, shapes_resnet, train_gap_classifier
 
     cfg = config or demo_config(quick)
@@ -106,33 +102,16 @@ def run_demo(
     model = attach_stream(backbone.to(device))
 
     stream_dir = out / "stream"
-    finished = stream_dir / "last.pt"
-    history: list[dict[str, Any]] = []
-    reuse = finished.exists() and not retrain and (stream_dir / "DONE").exists()
-    if reuse:
-        try:
-            load_stream(model, finished)
-            _log(f"[2/4] reusing the trained stream in {finished} (delete {stream_dir} to retrain)", quiet)
-        except ValueError:
-            reuse = False
-    if not reuse:
-        _log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, "
-             f"{cfg.stream_epochs} epochs)", quiet)
-        train = ShapesScenes("train", n=cfg.train_images, seed=cfg.seed)
-        images, labels, _ = train.tensors()
-        val = ShapesScenes("test", n=cfg.test_images, seed=cfg.seed)
-        val_images, val_labels, _ = val.tensors()
-        (stream_dir / "DONE").unlink(missing_ok=True)
-        history = train_stream(
-            model,
-            DataLoader(TensorDataset(images, labels), batch_size=cfg.batch_size, shuffle=True),
-            val_loader=DataLoader(TensorDataset(val_images, val_labels), batch_size=256),
-            epochs=cfg.stream_epochs, lr=cfg.stream_lr, schedule="cosine", warmup_epochs=0.0,
-            out_dir=stream_dir, resume=(stream_dir / "train_state.pt").exists() and not retrain,
-            overwrite=True, device=device, seed=cfg.seed, progress=progress,
-        )
-        (stream_dir / "DONE").write_text("stream training finished\n")
-        del images, labels
+    log = lambda message: _log(message, quiet)  # noqa: E731 (a one-line adapter)
+    _log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, "
+         f"{cfg.stream_epochs} epochs)", quiet)
+    history, _ = train_or_reuse_stream(
+        model, stream_dir,
+        lambda: ShapesScenes("train", n=cfg.train_images, seed=cfg.seed).tensors()[:2],
+        lambda: ShapesScenes("test", n=cfg.test_images, seed=cfg.seed).tensors()[:2],
+        epochs=cfg.stream_epochs, lr=cfg.stream_lr, batch_size=cfg.batch_size, device=device,
+        seed=cfg.seed, fresh=retrain, progress=progress, log=log,
+    )
     model.eval()
 
     _log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA", quiet)
@@ -141,22 +120,10 @@ def run_demo(
                      progress=progress is not False, keep_examples=6)
 
     _log(f"[4/4] writing the report to {out}", quiet)
-    files = [
-        result.to_csv(out / "metrics.csv"),
-        result.to_json(out / "metrics.json"),
-        result.to_per_image_csv(out / "per_image.csv"),
-    ]
-    from .atomic import atomic_write_text
-
-    markdown = "# xai_pool demo: GAP vs CA on ShapesScenes\n\n" + result.findings() + "\n\n" + result.to_markdown()
-    files.append(atomic_write_text(out / "report.md", markdown))
-    for name, fig in result.figures().items():
-        files.append(save_figure(fig, out / f"{name}.png"))
-    files.append(result.to_html(out / "report.html", title="xai_pool demo: GAP vs CA on ShapesScenes"))
     seconds = time.perf_counter() - started
     run_info = {"config": asdict(cfg), "device": str(device), "retrain": retrain, "seconds": round(seconds, 1),
                 "stream_history": history}
-    files.append(atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n"))
+    files = write_report(result, out, "xai_pool demo: GAP vs CA on ShapesScenes", run_info)
     if not quiet:
         print()
         print(result.to_markdown())

@@ -1,10 +1,17 @@
-"""Embedded data: :class:`ShapesScenes`, a generated benchmark with ground-truth masks.
+"""Embedded data: :class:`ShapesScenes`, a generated benchmark with ground-truth masks, and
+:func:`sample_photos`, real photos that ship with scikit-image and matplotlib.
 
 Nothing is downloaded: every image is rendered on demand from its index and seed.
 """
 
 from __future__ import annotations
 
+from .photos import PHOTO_NAMES, Photos, load_photo, sample_photos
 from .shapes import SHAPE_CLASSES, SHAPES_MEAN, SHAPES_STD, RenderedScene, ShapesScenes, normalization
 
-__all__ = ["SHAPE_CLASSES", "SHAPES_MEAN", "SHAPES_STD", "RenderedScene", "ShapesScenes", "normalization"]
+__all__ = [
+    "PHOTO_NAMES",
+    "Photos",
+    "load_photo",
+    "sample_photos",
+    "SHAPE_CLASSES", "SHAPES_MEAN", "SHAPES_STD", "RenderedScene", "ShapesScenes", "normalization"]

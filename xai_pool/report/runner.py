@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 

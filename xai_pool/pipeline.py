@@ -1,0 +1,111 @@
+"""Steps shared by the end-to-end runs (``xai-pool demo``, the transfer experiment).
+
+Both train a CA-Stream on in-memory tensors, reusing a finished stream or resuming an
+interrupted one, and both write the same set of report files atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .atomic import atomic_write_text
+
+__all__ = ["train_or_reuse_stream", "write_report"]
+
+_DONE = "DONE"
+
+
+def train_or_reuse_stream(
+    model: Any,
+    stream_dir: Path,
+    train: Callable[[], tuple[Tensor, Tensor]],
+    val: Callable[[], tuple[Tensor, Tensor]] | None,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    fresh: bool = False,
+    progress: bool | None = None,
+    log: Any = print,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Train ``model``'s stream on ``train`` (frozen backbone), or load the finished one.
+
+    A stream counts as finished when ``stream_dir/DONE`` and ``stream_dir/last.pt`` exist
+    and ``last.pt`` matches the model's backbone; an interrupted run (``train_state.pt``
+    without ``DONE``) resumes. SGD with a cosine schedule and no warm-up.
+
+    Args:
+        model: a :class:`~xai_pool.CAModel`.
+        stream_dir: folder of the stream's checkpoints.
+        train: returns the training ``(images, labels)`` tensors (called only when training,
+            so a reused stream costs no data generation).
+        val: returns validation ``(images, labels)``, evaluated every epoch (monitoring only).
+        epochs, lr, batch_size, device, seed: the training recipe.
+        fresh: ignore any finished or interrupted run and train from scratch.
+        progress: tqdm bars (None: only on a terminal).
+        log: called with one line of text per event.
+
+    Returns:
+        ``(history, reused)``: the per-epoch history (empty when reused) and whether a
+        finished stream was loaded instead of trained.
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from .checkpoint import load_stream
+    from .train import train_stream
+
+    finished = stream_dir / "last.pt"
+    if not fresh and finished.exists() and (stream_dir / _DONE).exists():
+        try:
+            load_stream(model, finished)
+            log(f"      reusing the trained stream in {finished} (delete {stream_dir} to retrain)")
+            return [], True
+        except ValueError as error:  # another backbone: train again
+            log(f"      not reusing {finished}: {error}")
+    (stream_dir / _DONE).unlink(missing_ok=True)
+    val_loader = DataLoader(TensorDataset(*val()), batch_size=256) if val is not None else None
+    history = train_stream(
+        model,
+        DataLoader(TensorDataset(*train()), batch_size=batch_size, shuffle=True),
+        val_loader=val_loader,
+        epochs=epochs, lr=lr, schedule="cosine", warmup_epochs=0.0,
+        out_dir=stream_dir, resume=(stream_dir / "train_state.pt").exists() and not fresh,
+        overwrite=True, device=device, seed=seed, progress=progress,
+    )  # fmt: skip
+    atomic_write_text(stream_dir / _DONE, "stream training finished\n")
+    return history, False
+
+
+def write_report(result: Any, out: Path, title: str, run_info: dict[str, Any]) -> list[Path]:
+    """Write a :class:`~xai_pool.report.ComparisonResult` and the run's metadata to ``out``.
+
+    Files: ``metrics.csv``, ``metrics.json``, ``per_image.csv``, ``report.md`` (findings and
+    tables), one PNG per figure, ``report.html`` (self-contained) and ``run.json``.
+
+    Returns:
+        The paths written, each written atomically.
+    """
+    from .viz import save_figure
+
+    files = [
+        result.to_csv(out / "metrics.csv"),
+        result.to_json(out / "metrics.json"),
+        result.to_per_image_csv(out / "per_image.csv"),
+    ]
+    markdown = f"# {title}\n\n" + result.findings() + "\n\n" + result.to_markdown()
+    files.append(atomic_write_text(out / "report.md", markdown))
+    import matplotlib.pyplot as plt
+
+    for name, fig in result.figures().items():
+        files.append(save_figure(fig, out / f"{name}.png"))
+        plt.close(fig)  # figures are large; a long session would keep every one alive
+    files.append(result.to_html(out / "report.html", title=title))
+    files.append(atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n"))
+    return files
