@@ -70,17 +70,35 @@ def train_or_reuse_stream(
         except ValueError as error:  # another backbone: train again
             log(f"      not reusing {finished}: {error}")
     (stream_dir / _DONE).unlink(missing_ok=True)
+    state = stream_dir / "train_state.pt"
+    resume = not fresh and state.exists() and _resumable(state, model, log)
     val_loader = DataLoader(TensorDataset(*val()), batch_size=256) if val is not None else None
     history = train_stream(
         model,
         DataLoader(TensorDataset(*train()), batch_size=batch_size, shuffle=True),
         val_loader=val_loader,
         epochs=epochs, lr=lr, schedule="cosine", warmup_epochs=0.0,
-        out_dir=stream_dir, resume=(stream_dir / "train_state.pt").exists() and not fresh,
+        out_dir=stream_dir, resume=resume,
         overwrite=True, device=device, seed=seed, progress=progress,
     )  # fmt: skip
     atomic_write_text(stream_dir / _DONE, "stream training finished\n")
     return history, False
+
+
+def _resumable(state_path: Path, model: Any, log: Any) -> bool:
+    """Whether an interrupted run's state belongs to this backbone (else it is started over)."""
+    from .checkpoint import backbone_fingerprint
+    from .train.state import load_train_state
+
+    try:
+        stored = load_train_state(state_path)["stream"].get("fingerprint", {})
+    except (ValueError, KeyError, AttributeError) as error:
+        log(f"      not resuming from {state_path}: {error}")
+        return False
+    if stored != backbone_fingerprint(model.backbone):
+        log(f"      not resuming from {state_path}: it was trained on another backbone")
+        return False
+    return True
 
 
 def write_report(result: Any, out: Path, title: str, run_info: dict[str, Any]) -> list[Path]:
