@@ -84,3 +84,16 @@ def test_atomic_save_keeps_the_previous_file_when_interrupted(tmp_path, monkeypa
         atomic_torch_save({"a": 1}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]  # no temporary file left behind
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    from xai_pool.checkpoint import atomic_torch_save
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_torch_save({"x": torch.zeros(1)}, tmp_path / "state.pt")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600

@@ -59,3 +59,12 @@ def test_evaluate_errors(setup, tmp_path, capsys) -> None:
     assert "class folders" in capsys.readouterr().err
     assert main(["evaluate", *_args(setup, tmp_path / "c", **{"--data": tmp_path / "missing"})]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_limit_spreads_over_the_class_sorted_folder():
+    from xai_pool.commands.evaluate import spread_indices
+
+    assert spread_indices(5, 10) == [0, 1, 2, 3, 4]
+    picked = spread_indices(50_000, 1000)  # ImageNet val: 50 images per class, sorted by class
+    assert len(picked) == len(set(picked)) == 1000 and picked[0] == 0 and picked[-1] < 50_000
+    assert len({i // 50 for i in picked}) == 1000  # every one of the 1000 classes, once

@@ -17,3 +17,10 @@ def test_import_does_not_load_torch_or_matplotlib() -> None:
 def test_public_api_names() -> None:
     for name in ("attach_stream", "CAModel", "StreamSpec", "save_stream", "load_stream"):
         assert callable(getattr(xai_pool, name))
+
+
+def test_submodules_are_reachable_as_attributes():
+    import xai_pool
+
+    assert callable(xai_pool.classifiers.build_classifier)
+    assert callable(xai_pool.transfer.run_transfer)

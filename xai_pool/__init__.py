@@ -26,7 +26,9 @@ _LAZY_ATTRS = {
     "train_stream": "xai_pool.train",
     "explain": "xai_pool.explainer",
 }
-_LAZY_MODULES = {"metrics", "saliency", "data", "zoo", "viz", "report", "stream", "adapters", "train"}
+_LAZY_MODULES = {
+    "metrics", "saliency", "data", "zoo", "viz", "report", "stream", "adapters", "train", "classifiers", "transfer",
+}
 
 __all__ = ["__version__", *_LAZY_ATTRS, *sorted(_LAZY_MODULES)]
 

@@ -33,7 +33,7 @@ class TransferConfig:
     image_size: int = 128
     train_images: int = 2000
     test_images: int = 100
-    finetune_epochs: int = 3
+    finetune_epochs: int = 2
     finetune_lr: float = 1e-3
     stream_epochs: int = 3
     stream_lr: float = 0.05
@@ -136,6 +136,7 @@ def run_transfer(
         "stage_seconds": {...}}``.
     """
     from . import attach_stream
+    from .data import SHAPE_CLASSES
     from .pipeline import train_or_reuse_stream, write_report
     from .report import compare
     from .zoo import LITE0_MEAN, LITE0_STD
@@ -170,7 +171,7 @@ def run_transfer(
     step = cfg.step or max(1, cfg.image_size * cfg.image_size // 16)
     result = compare(
         model, torch.utils.data.TensorDataset(images, labels, masks), methods=cfg.methods,
-        mean=LITE0_MEAN, std=LITE0_STD, batch_size=cfg.batch_size, step=step,
+        mean=LITE0_MEAN, std=LITE0_STD, class_names=SHAPE_CLASSES, batch_size=cfg.batch_size, step=step,
         progress=progress is not False, keep_examples=6,
     )  # fmt: skip
     seconds["report"] = time.perf_counter() - mark

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "spread_indices"]
+
+
+def spread_indices(total: int, limit: int) -> list[int]:
+    """``limit`` indices spread evenly over ``range(total)`` (all of them when ``limit >= total``).
+
+    ImageFolder sorts images by class, so the first N images would cover only the first
+    classes; evenly spaced indices sample every class in proportion.
+    """
+    if limit >= total:
+        return list(range(total))
+    return [(i * total) // limit for i in range(limit)]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", default="raw_attention,gradcam,gradcam++,scorecam", help="comma-separated method names")
     parser.add_argument("--pooling", default="gap,ca", help="comma-separated poolings")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N images")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate N images spread evenly over the (class-sorted) folder, so every class is represented")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--step", type=int, default=None, help="insertion/deletion pixels per step (default one row)")
@@ -72,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{model.num_classes} outputs; point --data at data with the classifier's classes")
     load_stream(model, args.stream)
     if args.limit is not None:
-        dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
+        dataset = torch.utils.data.Subset(dataset, spread_indices(len(dataset), args.limit))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
                         collate_fn=skip_none_collate)
     result = compare(model, loader, methods=methods, poolings=poolings, mean=mean, std=std, step=args.step,

@@ -1,0 +1,125 @@
+"""The example scripts in examples/ run end to end (``--quick``) and write valid files."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SCRIPTS = ("quickstart.py", "saliency_overlays.py", "gap_vs_ca_report.py")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PAIRS = {("raw_attention", "ca")} | {(m, p) for m in ("gradcam", "gradcam++", "scorecam") for p in ("gap", "ca")}
+
+
+def _run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--quick", *args],
+        check=False, capture_output=True, text=True, timeout=timeout, cwd=EXAMPLES.parent,
+    )
+    assert run.returncode == 0, f"{script} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    return run
+
+
+def _assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path} was not written"
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000, f"{path} is not a PNG image ({len(data)} bytes)"
+
+
+@pytest.mark.slow
+def test_quickstart_example(tmp_path) -> None:
+    out = tmp_path / "quickstart"
+    run = _run("quickstart.py", "--out", str(out))
+    assert "test accuracy" in run.stdout
+    _assert_png(out / "side_by_side.png")
+    import torch
+
+    import xai_pool
+
+    model = xai_pool.attach_stream(xai_pool.zoo.shapes_resnet(pretrained=True))
+    before = [p.clone() for p in model.stream.parameters()]
+    xai_pool.load_stream(model, out / "stream.pt")  # a valid checkpoint for the shipped model
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.stream.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_saliency_overlays_example(tmp_path) -> None:
+    out = tmp_path / "overlays"
+    run = _run("saliency_overlays.py", "--out", str(out), "--images", "2")
+    files = sorted(out.glob("*.png"))
+    inputs = [f for f in files if f.name.endswith("_input.png")]
+    assert len(inputs) == 2, [f.name for f in files]
+    for stem in (f.name[: -len("_input.png")] for f in inputs):
+        names = {f.name for f in files if f.name.startswith(stem + "_")}
+        expected = {f"{stem}_{m.replace('+', 'p')}_{p}.png" for m, p in PAIRS} | {f"{stem}_input.png"}
+        assert names == expected
+    for path in files:
+        _assert_png(path)
+    from PIL import Image
+
+    with Image.open(out / inputs[0].name) as image:
+        assert image.size == (256, 256)  # 64x64 enlarged --scale 4 times
+    assert f"wrote {len(files)} PNG files" in run.stdout
+
+
+@pytest.mark.slow
+def test_gap_vs_ca_report_example(tmp_path) -> None:
+    out = tmp_path / "report"
+    run = _run("gap_vs_ca_report.py", "--out", str(out))
+    assert "| Grad-CAM | CA |" in run.stdout
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert {(r["method"], r["pooling"]) for r in rows} == PAIRS
+    for row in rows:
+        assert int(row["n"]) == 10
+        for metric in ("ad", "ag", "ai", "insertion", "deletion", "pointing_game", "energy_pointing_game"):
+            assert float(row[f"{metric}_ci_low"]) <= float(row[metric]) <= float(row[f"{metric}_ci_high"])
+    per_image = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(per_image) == 10 * len(PAIRS)
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == 10
+    assert "| Method | Pooling |" in (out / "report.md").read_text()
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 5
+    for name in ("side_by_side", "attention_grid", "insertion_curves", "deletion_curves", "metric_bars"):
+        _assert_png(out / f"{name}.png")
+
+
+def _load(script: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{Path(script).stem}", EXAMPLES / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_defaults_and_bad_arguments(script: str, tmp_path, capsys) -> None:
+    module = _load(script)
+    assert module.__doc__ and "python examples/" + script in module.__doc__  # says how to run it
+    args = module.parse_args([])
+    assert args.out == Path("xai_pool_examples") / Path(script).stem and not args.quick
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(["--out", str(target)])
+    assert exit_info.value.code == 2
+    assert "is a file" in capsys.readouterr().err
+    if script == "saliency_overlays.py":
+        with pytest.raises(SystemExit):
+            module.parse_args(["--methods", "gradcam,nosuchcam"])
+        assert "nosuchcam" in capsys.readouterr().err
+    if hasattr(module.parse_args([]), "stream"):
+        with pytest.raises(SystemExit):
+            module.parse_args(["--stream", str(tmp_path / "missing.pt")])
+        assert "is not a file" in capsys.readouterr().err
+
+
+def test_examples_are_short() -> None:
+    for script in SCRIPTS:
+        lines = (EXAMPLES / script).read_text().count("\n")
+        assert lines <= 100, f"{script} has {lines} lines; examples should stay short (about 80)"
