@@ -32,7 +32,7 @@ torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool train \
 #    Grad-CAM++ and Score-CAM (+ raw attention), ground-truth class, 28 insertion/deletion steps
 #    of 1,792 pixels as in the authors' code. last.pt is the stream after epoch 90; best.pt is
 #    chosen by validation accuracy, i.e. on the very images evaluated here, so we do not use it.
-#    No --limit: it would take the first N files in class order (a few classes only).
+#    The whole validation set; add --limit 1000 for a first look (one image of every class).
 CUDA_VISIBLE_DEVICES="$EVAL_GPU" xai-pool evaluate \
     --data "$IMAGENET" --arch resnet50 --weights "$WEIGHTS" --stream "$OUT/last.pt" \
     --methods raw_attention,gradcam,gradcam++,scorecam --pooling gap,ca --targets label \
