@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 import torchvision
@@ -55,3 +57,10 @@ def resnet18() -> nn.Module:
 def images() -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randn(2, 3, 32, 32)
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now, for torch.distributed rendezvous in tests."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

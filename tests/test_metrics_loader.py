@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -12,6 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from xai_pool.metrics import evaluate, evaluate_loader
+
+from .conftest import free_port
 
 
 def make_model() -> nn.Module:
@@ -98,11 +99,6 @@ def test_loader_errors():
         evaluate_loader(model, [torch.zeros(1, 3, 4, 4)], gradient_map, progress=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _worker(rank: int, world: int, port: int, path: str) -> None:
     torch.set_num_threads(1)
@@ -122,7 +118,7 @@ def _worker(rank: int, world: int, port: int, path: str) -> None:
 @pytest.mark.slow  # spawning two torch processes takes ~15 s on 2 shared cores
 def test_two_process_gloo_equals_one_process(tmp_path):
     path = str(tmp_path / "dist.npz")
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, free_port(), path), nprocs=2, join=True)
     single = evaluate_loader(
         make_model(),
         DataLoader(make_data(), batch_size=2),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from torch.utils.data import TensorDataset
 from xai_pool import attach_stream
 from xai_pool.report import compare
 
-from .conftest import TINY_SPEC, TinyCNN
+from .conftest import TINY_SPEC, TinyCNN, free_port
 
 METHODS = ("raw_attention", "gradcam")
 
@@ -40,11 +39,6 @@ def _compare():
                    mean=(0, 0, 0), std=(1, 1, 1), keep_examples=0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:
     torch.set_num_threads(1)
@@ -64,7 +58,7 @@ def test_two_process_compare_equals_one_process(tmp_path):
     sharded = tmp_path / "sharded"
     sharded.mkdir()
     # 7 images in batches of 2: 4 batches, rank 0 takes 0 and 2, rank 1 takes 1 and 3 (uneven sizes).
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(sharded)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(sharded)), nprocs=2, join=True)
     single = _compare()
     single.to_per_image_csv(tmp_path / "per_image.csv")
     single.to_csv(tmp_path / "metrics.csv")

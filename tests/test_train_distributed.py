@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import torch.distributed as dist
 from xai_pool import attach_stream, load_stream, train_stream
 from xai_pool.train.distributed import DistInfo, env_world, resolve_device
 
-from .conftest import TINY_SPEC, TinyCNN
+from .conftest import TINY_SPEC, TinyCNN, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,12 +49,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow  # about 30 s: three processes start and import torch on shared cores
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_processes_equal_one_process(tmp_path, monkeypatch) -> None:
@@ -66,7 +59,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path, monkeypatch) -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script), str(out), "8",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script), str(out), "8",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

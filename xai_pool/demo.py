@@ -44,10 +44,6 @@ def demo_config(quick: bool = False) -> DemoConfig:
     return DemoConfig()
 
 
-def _log(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(message, flush=True)
-
 
 def run_demo(
     out: str | Path = "xai_pool_demo",
@@ -75,7 +71,7 @@ def run_demo(
     """
     from . import attach_stream
     from .data import ShapesScenes
-    from .pipeline import train_or_reuse_stream, write_report
+    from .pipeline import run_logger, train_or_reuse_stream, write_report
     from .report import compare
     from .zoo import ShapesResNet, shapes_resnet, train_gap_classifier
 
@@ -85,26 +81,26 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
+    log = run_logger(quiet)
 
     if retrain:
-        _log(f"[1/4] retraining the GAP classifier from scratch ({cfg.retrain_images} images, "
-             f"{cfg.retrain_epochs} epochs)", quiet)
+        log(f"[1/4] retraining the GAP classifier from scratch ({cfg.retrain_images} images, "
+             f"{cfg.retrain_epochs} epochs)")
         backbone = ShapesResNet()
         gap_history = train_gap_classifier(
             backbone, ShapesScenes("train", n=cfg.retrain_images, seed=cfg.seed),
             ShapesScenes("test", n=cfg.test_images, seed=cfg.seed), epochs=cfg.retrain_epochs,
             seed=cfg.seed, device=device, progress=progress is not False,
         )
-        _log(f"      GAP classifier test accuracy: {100 * gap_history.final_test_accuracy:.1f}%", quiet)
+        log(f"      GAP classifier test accuracy: {100 * gap_history.final_test_accuracy:.1f}%")
     else:
-        _log("[1/4] loading the shipped GAP classifier (xai_pool.zoo.shapes_resnet)", quiet)
+        log("[1/4] loading the shipped GAP classifier (xai_pool.zoo.shapes_resnet)")
         backbone = shapes_resnet(pretrained=True)
     model = attach_stream(backbone.to(device))
 
     stream_dir = out / "stream"
-    log = lambda message: _log(message, quiet)  # noqa: E731 (a one-line adapter)
-    _log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, "
-         f"{cfg.stream_epochs} epochs)", quiet)
+    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, "
+         f"{cfg.stream_epochs} epochs)")
     history, _ = train_or_reuse_stream(
         model, stream_dir,
         lambda: ShapesScenes("train", n=cfg.train_images, seed=cfg.seed).tensors()[:2],
@@ -114,12 +110,12 @@ def run_demo(
     )
     model.eval()
 
-    _log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA", quiet)
+    log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA")
     test = ShapesScenes("test", n=cfg.test_images, seed=cfg.seed)
     result = compare(model, test, methods=cfg.methods, batch_size=cfg.batch_size, step=cfg.step,
                      progress=progress is not False, keep_examples=6)
 
-    _log(f"[4/4] writing the report to {out}", quiet)
+    log(f"[4/4] writing the report to {out}")
     seconds = time.perf_counter() - started
     run_info = {"config": asdict(cfg), "device": str(device), "retrain": retrain, "seconds": round(seconds, 1),
                 "stream_history": history}

@@ -15,9 +15,16 @@ from torch import Tensor
 
 from .atomic import atomic_write_text
 
-__all__ = ["train_or_reuse_stream", "write_report"]
+__all__ = ["run_logger", "train_or_reuse_stream", "write_report"]
 
 _DONE = "DONE"
+
+
+def run_logger(quiet: bool) -> Callable[[str], None]:
+    """The step logger of a run: prints each line at once (flushed), or nothing when ``quiet``."""
+    if quiet:
+        return lambda message: None
+    return lambda message: print(message, flush=True)
 
 
 def train_or_reuse_stream(

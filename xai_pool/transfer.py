@@ -14,8 +14,10 @@ the same recipe), ``stream/`` (resumable), then the report.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +76,16 @@ def load_finetuned_lite0(path: str | Path, num_classes: int = 10) -> nn.Module:
     return model.eval()
 
 
-def _log(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(message, flush=True)
 
-
-def _finetune(cfg: TransferConfig, out: Path, device: torch.device, progress: bool | None, quiet: bool) -> tuple:
+def _finetune(
+    cfg: TransferConfig,
+    out: Path,
+    train: Callable[[], tuple[Tensor, Tensor]],
+    test: tuple[Tensor, Tensor],
+    device: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> tuple[nn.Module, dict[str, Any] | None]:
     """Fine-tune Lite0 with GAP, or reuse ``out/finetuned.pt``; returns (model, history dict)."""
     from .atomic import atomic_write_text
     from .checkpoint import atomic_torch_save
@@ -91,24 +97,22 @@ def _finetune(cfg: TransferConfig, out: Path, device: torch.device, progress: bo
     if path.exists() and recipe_path.exists() and json.loads(recipe_path.read_text()) == recipe:
         try:
             model = load_finetuned_lite0(path)
-            _log(f"[1/4] reusing the fine-tuned EfficientNet-Lite0 in {path} (delete it to fine-tune again)", quiet)
+            log(f"[1/4] reusing the fine-tuned EfficientNet-Lite0 in {path} (delete it to fine-tune again)")
             return model, None
         except (ValueError, RuntimeError) as error:
-            _log(f"[1/4] not reusing {path}: {error}", quiet)
-    _log(f"[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP ({cfg.train_images} images "
-         f"at {cfg.image_size}px, {cfg.finetune_epochs} epochs)", quiet)
+            log(f"[1/4] not reusing {path}: {error}")
+    log(f"[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP ({cfg.train_images} images "
+         f"at {cfg.image_size}px, {cfg.finetune_epochs} epochs)")
     torch.manual_seed(cfg.seed)  # the new 10-class head
     model = efficientnet_lite0(num_classes=10)
-    train = lite0_shapes_tensors("train", cfg.train_images, cfg.image_size, cfg.seed)[:2]
-    test = lite0_shapes_tensors("test", cfg.test_images, cfg.image_size, cfg.seed)[:2]
     history = train_gap_classifier(
-        model, train, test, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
+        model, train(), test, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
         weight_decay=0.01, seed=cfg.seed, device=device, progress=progress is not False,
     )  # fmt: skip
     model.cpu()
     atomic_torch_save(model.state_dict(), path)
     atomic_write_text(recipe_path, json.dumps(recipe) + "\n")  # after the weights: marks them complete
-    _log(f"      GAP test accuracy after fine-tuning: {100 * history.final_test_accuracy:.1f}%", quiet)
+    log(f"      GAP test accuracy after fine-tuning: {100 * history.final_test_accuracy:.1f}%")
     return model.eval(), history.to_dict()
 
 
@@ -137,7 +141,7 @@ def run_transfer(
     """
     from . import attach_stream
     from .data import SHAPE_CLASSES
-    from .pipeline import train_or_reuse_stream, write_report
+    from .pipeline import run_logger, train_or_reuse_stream, write_report
     from .report import compare
     from .zoo import LITE0_MEAN, LITE0_STD
 
@@ -147,27 +151,30 @@ def run_transfer(
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     seconds: dict[str, float] = {}
+    log = run_logger(quiet)
+    # Each split is rendered once: the test split serves fine-tuning, stream validation and the
+    # report; the training split (only rendered when a stage trains) is dropped before the report.
+    images, labels, masks = lite0_shapes_tensors("test", cfg.test_images, cfg.image_size, cfg.seed)
+    train = functools.cache(lambda: lite0_shapes_tensors("train", cfg.train_images, cfg.image_size, cfg.seed)[:2])
 
-    backbone, finetune_history = _finetune(cfg, out, device, progress, quiet)
+    backbone, finetune_history = _finetune(cfg, out, train, (images, labels), device, progress, log)
     seconds["finetune"] = time.perf_counter() - started
 
     model = attach_stream(backbone.to(device))
-    _log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, {cfg.stream_epochs} epochs)",
-         quiet)
+    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, {cfg.stream_epochs} epochs)")
     mark = time.perf_counter()
     stream_history, _ = train_or_reuse_stream(
         model, out / "stream",
-        lambda: lite0_shapes_tensors("train", cfg.train_images, cfg.image_size, cfg.seed)[:2],
-        lambda: lite0_shapes_tensors("test", cfg.test_images, cfg.image_size, cfg.seed)[:2],
+        train, lambda: (images, labels),
         epochs=cfg.stream_epochs, lr=cfg.stream_lr, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
-        progress=progress, log=lambda message: _log(message, quiet),
+        progress=progress, log=log,
     )  # fmt: skip
+    train.cache_clear()
     model.eval()
     seconds["stream"] = time.perf_counter() - mark
 
-    _log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA", quiet)
+    log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA")
     mark = time.perf_counter()
-    images, labels, masks = lite0_shapes_tensors("test", cfg.test_images, cfg.image_size, cfg.seed)
     step = cfg.step or max(1, cfg.image_size * cfg.image_size // 16)
     result = compare(
         model, torch.utils.data.TensorDataset(images, labels, masks), methods=cfg.methods,
@@ -176,7 +183,7 @@ def run_transfer(
     )  # fmt: skip
     seconds["report"] = time.perf_counter() - mark
 
-    _log(f"[4/4] writing the report to {out}", quiet)
+    log(f"[4/4] writing the report to {out}")
     seconds["total"] = time.perf_counter() - started
     run_info = {
         "config": asdict(cfg), "device": str(device), "torch_threads": torch.get_num_threads(),
