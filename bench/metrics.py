@@ -28,17 +28,13 @@ from xai_pool.metrics import evaluate
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="2 images at 64x64 (step 64), 2 repetitions"
-    )
+    parser.add_argument("--quick", action="store_true", help="2 images at 64x64 (step 64), 2 repetitions")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--step", type=int, default=None, help="pixels per step (default: one row)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.quick:
@@ -92,14 +88,10 @@ class PeakMemory:
     def label(self) -> str:
         if self.device.type == "cuda":
             return "torch.cuda.max_memory_allocated"
-        return "peak RSS of the process (VmHWM)" + (
-            "" if self.can_reset_rss else ", lifetime: could not reset"
-        )
+        return "peak RSS of the process (VmHWM)" + ("" if self.can_reset_rss else ", lifetime: could not reset")
 
 
-def timed(
-    fn: Callable[[], object], device: torch.device, memory: PeakMemory
-) -> tuple[float, float, float]:
+def timed(fn: Callable[[], object], device: torch.device, memory: PeakMemory) -> tuple[float, float, float]:
     """Wall-clock seconds, process CPU seconds and peak memory (MiB) of one call."""
     memory.start()
     sync(device)
@@ -163,9 +155,7 @@ def main() -> None:
         order = ("metric", "plain") if rep % 2 == 0 else ("plain", "metric")
         wall, cpu = {}, {}
         for name in order:
-            wall[name], cpu[name], peak = timed(
-                metric_run if name == "metric" else plain_run, device, memory
-            )
+            wall[name], cpu[name], peak = timed(metric_run if name == "metric" else plain_run, device, memory)
             (metric_mem if name == "metric" else plain_mem).append(peak)
         ratios.append(wall["metric"] / wall["plain"])
         cpu_ratios.append(cpu["metric"] / cpu["plain"])
@@ -174,10 +164,7 @@ def main() -> None:
             f"plain forwards {wall['plain']:.2f} s, "
             f"ratio {ratios[-1]:.3f} (process CPU time ratio {cpu_ratios[-1]:.3f})"
         )
-    print(
-        f"median ratio (insertion+deletion / plain forwards): {statistics.median(ratios):.3f}"
-        f"  (target <= 1.15)"
-    )
+    print(f"median ratio (insertion+deletion / plain forwards): {statistics.median(ratios):.3f}  (target <= 1.15)")
     # on a shared CPU the wall-clock ratio swings with other processes; CPU time is steadier
     print(f"median process CPU time ratio: {statistics.median(cpu_ratios):.3f}")
     print(

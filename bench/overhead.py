@@ -46,8 +46,12 @@ def main() -> None:
             gap_times.append(g)
             ca_times.append(c)
             ratios.append(c / g)
-    print(f"{args.arch} batch {args.batch} {args.size}x{args.size} on {device} (torch threads {torch.get_num_threads()})")
-    print(f"median GAP forward {statistics.median(gap_times) * 1e3:.1f} ms, CA forward {statistics.median(ca_times) * 1e3:.1f} ms")
+    print(
+        f"{args.arch} batch {args.batch} {args.size}x{args.size} on {device} (torch threads {torch.get_num_threads()})"
+    )
+    print(
+        f"median GAP forward {statistics.median(gap_times) * 1e3:.1f} ms, CA forward {statistics.median(ca_times) * 1e3:.1f} ms"
+    )
     print(f"median ratio CA/GAP: {statistics.median(ratios):.3f}  (target <= 1.05)")
 
 

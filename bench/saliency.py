@@ -84,7 +84,7 @@ def bench_methods(args: argparse.Namespace, device: torch.device) -> None:
     seconds: dict[tuple[str, str], list[float]] = {}
     forward_seconds: list[float] = []
     for repeat in range(max(args.repeats, args.perturbation_repeats, args.raw_repeats)):
-        order = jobs[repeat % len(jobs):] + jobs[:repeat % len(jobs)]  # rotate: no fixed position
+        order = jobs[repeat % len(jobs) :] + jobs[: repeat % len(jobs)]  # rotate: no fixed position
         for name, pooling, call, repeats in order:
             if repeat >= repeats:
                 continue
@@ -95,12 +95,16 @@ def bench_methods(args: argparse.Namespace, device: torch.device) -> None:
             forward_seconds.append(base)
             ratios.setdefault((name, pooling), []).append(took / base)
             seconds.setdefault((name, pooling), []).append(took)
-            print(f"  {name:>22} {pooling}: {took / args.images * 1e3:9.1f} ms/image ({took / base:7.2f}x forward)",
-                  file=sys.stderr)
+            print(
+                f"  {name:>22} {pooling}: {took / args.images * 1e3:9.1f} ms/image ({took / base:7.2f}x forward)",
+                file=sys.stderr,
+            )
 
     fwd = statistics.median(forward_seconds) / args.images * 1e3
-    print(f"\nPart 1: ResNet-18 + CA-Stream, {args.images} images of {args.size}x{args.size}, {device}, "
-          f"{torch.get_num_threads()} thread(s); one CA forward pass = {fwd:.1f} ms/image (median)")
+    print(
+        f"\nPart 1: ResNet-18 + CA-Stream, {args.images} images of {args.size}x{args.size}, {device}, "
+        f"{torch.get_num_threads()} thread(s); one CA forward pass = {fwd:.1f} ms/image (median)"
+    )
     print(f"{'method':>22} | {'pooling':>7} | {'ms/image':>9} | {'x CA forward':>12} | runs")
     print("-" * 66)
     for name, pooling, _, _ in jobs:
@@ -196,10 +200,14 @@ def bench_score_cam(args: argparse.Namespace, device: torch.device) -> None:
     reference = next(iter(candidates))
     ref_time = statistics.median(times[reference])
     ref_peak = statistics.median(peaks[reference]) if peaks[reference] else None
-    print(f"\nPart 2: Score-CAM on ResNet-18 layer4 (512 channels), one {args.size}x{args.size} image, {device}, "
-          f"{torch.get_num_threads()} thread(s), {args.score_repeats} interleaved runs (medians)")
-    print(f"xai_pool: {stats.get('passes', 0)} masked images scored, "
-          f"{stats.get('constant', 0)} constant channels shared one pass")
+    print(
+        f"\nPart 2: Score-CAM on ResNet-18 layer4 (512 channels), one {args.size}x{args.size} image, {device}, "
+        f"{torch.get_num_threads()} thread(s), {args.score_repeats} interleaved runs (medians)"
+    )
+    print(
+        f"xai_pool: {stats.get('passes', 0)} masked images scored, "
+        f"{stats.get('constant', 0)} constant channels shared one pass"
+    )
     print(f"{'implementation':>40} | {'time s':>7} | {'x ref':>6} | {'peak MiB':>8} | {'x ref':>6}")
     print("-" * 80)
     for name in candidates:
@@ -238,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     args.methods = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if not args.skip_methods:
         bench_methods(args, device)
     if not args.skip_score_cam:

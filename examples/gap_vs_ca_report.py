@@ -60,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         xai_pool.train_stream(model, loader, epochs=1 if args.quick else 2, lr=0.05, schedule="cosine", progress=False)
 
     # The dataset yields (image, label, mask): the pointing games are added automatically.
-    result = compare(model, ShapesScenes("test", n=args.n, seed=0), step=args.step, batch_size=50,
-                     method_kwargs={"scorecam": {"batch_size": 64}}, progress=False)
+    result = compare(
+        model,
+        ShapesScenes("test", n=args.n, seed=0),
+        step=args.step,
+        batch_size=50,
+        method_kwargs={"scorecam": {"batch_size": 64}},
+        progress=False,
+    )
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     result.to_html(out / "report.html", title=f"GAP vs CA on ShapesScenes ({result.n_images} images)")

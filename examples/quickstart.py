@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Save the figure and the stream (reload it with xai_pool.load_stream(model, path)).
     names = test.class_names
     fig = xai_pool.viz.side_by_side(
-        images, raw_attention=raw, methods=maps, predictions=predictions, class_names=names,
-        titles=[f"true: {names[int(c)]}" for c in labels], mean=test.mean, std=test.std,
+        images,
+        raw_attention=raw,
+        methods=maps,
+        predictions=predictions,
+        class_names=names,
+        titles=[f"true: {names[int(c)]}" for c in labels],
+        mean=test.mean,
+        std=test.std,
     )
     figure = xai_pool.viz.save_figure(fig, args.out / "side_by_side.png")
     checkpoint = xai_pool.save_stream(model, args.out / "stream.pt")

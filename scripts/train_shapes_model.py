@@ -92,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.no_progress:  # the progress bar already printed one line per epoch
         for e in history.epochs:
-            print(f"epoch {e.epoch:3d}  train loss {e.train_loss:.3f} acc {e.train_accuracy:.3f}  "
-                  f"test loss {e.test_loss:.3f} acc {e.test_accuracy:.3f}  ({e.seconds:.0f} s)")
+            print(
+                f"epoch {e.epoch:3d}  train loss {e.train_loss:.3f} acc {e.train_accuracy:.3f}  "
+                f"test loss {e.test_loss:.3f} acc {e.test_accuracy:.3f}  ({e.seconds:.0f} s)"
+            )
     print(f"test accuracy (float32): {history.final_test_accuracy:.4f}")
 
     # float16 halves the file; check the accuracy of exactly what ships.
     state = {
-        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-        for k, v in model.state_dict().items()
+        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()
     }
     shipped = ShapesResNet(num_classes=len(train.class_names))
     shipped.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)

@@ -32,9 +32,17 @@ def setup(tmp_path_factory):
 
 
 def _args(root, out, **extra) -> list[str]:
-    args = {"--data": root / "data", "--arch": "resnet18", "--weights": root / "weights.pt",
-            "--stream": root / "stream.pt", "--out": out, "--methods": "raw_attention,gradcam",
-            "--image-size": "64", "--step": "1024", "--workers": "0"}
+    args = {
+        "--data": root / "data",
+        "--arch": "resnet18",
+        "--weights": root / "weights.pt",
+        "--stream": root / "stream.pt",
+        "--out": out,
+        "--methods": "raw_attention,gradcam",
+        "--image-size": "64",
+        "--step": "1024",
+        "--workers": "0",
+    }
     args.update(extra)
     return [str(x) for kv in args.items() for x in kv] + ["--no-progress"]
 
@@ -44,7 +52,11 @@ def test_evaluate_writes_the_report(setup, tmp_path) -> None:
     with pytest.warns(UserWarning, match="unreadable"):
         assert main(["evaluate", *_args(setup, out)]) == 0
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [(r["method"], r["pooling"]) for r in rows] == [("raw_attention", "ca"), ("gradcam", "gap"), ("gradcam", "ca")]
+    assert [(r["method"], r["pooling"]) for r in rows] == [
+        ("raw_attention", "ca"),
+        ("gradcam", "gap"),
+        ("gradcam", "ca"),
+    ]
     per_image = list(csv.DictReader(open(out / "per_image.csv")))
     assert len(per_image) == 6 * 3  # the broken image is skipped
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3

@@ -34,9 +34,22 @@ def files(tmp_path_factory):
 
 def _args(files, out, *extra: str) -> list[str]:
     return [
-        "explain", "--arch", "resnet18", "--weights", str(files / "weights.pt"), "--stream", str(files / "stream.pt"),
-        "--images", str(files / "first.png"), str(files / "second.png"), "--out", str(out), "--image-size", "64",
-        "--no-progress", *extra,
+        "explain",
+        "--arch",
+        "resnet18",
+        "--weights",
+        str(files / "weights.pt"),
+        "--stream",
+        str(files / "stream.pt"),
+        "--images",
+        str(files / "first.png"),
+        str(files / "second.png"),
+        "--out",
+        str(out),
+        "--image-size",
+        "64",
+        "--no-progress",
+        *extra,
     ]
 
 
@@ -48,8 +61,13 @@ def test_end_to_end(files, tmp_path, capsys) -> None:
     assert "raw_attention skipped for pooling gap" in captured.err
     for stem in ("first", "second"):
         assert Image.open(out / f"{stem}_input.png").size == (64, 64)
-        for method, pooling in [("gradcam", "gap"), ("gradcam", "ca"), ("raw_attention", "ca"), ("gradcampp", "gap"),
-                                ("gradcampp", "ca")]:
+        for method, pooling in [
+            ("gradcam", "gap"),
+            ("gradcam", "ca"),
+            ("raw_attention", "ca"),
+            ("gradcampp", "gap"),
+            ("gradcampp", "ca"),
+        ]:
             saliency = np.load(out / f"{stem}_{method}_{pooling}.npy")
             assert saliency.shape == (64, 64) and saliency.dtype == np.float32
             assert 0 <= saliency.min() and saliency.max() <= 1
@@ -108,7 +126,7 @@ def test_errors_are_messages(files, tmp_path, capsys, change: tuple[str, str], m
     flag, value = change
     position = args.index(flag) if flag in args else len(args)
     if flag == "--images":
-        args[position + 1:position + 3] = [str(files / value)]
+        args[position + 1 : position + 3] = [str(files / value)]
     elif flag in ("--stream", "--weights"):
         args[position + 1] = str(files / value)
     else:

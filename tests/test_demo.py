@@ -25,16 +25,22 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
     out = tmp_path / "demo"
     run = subprocess.run(
         [sys.executable, "-m", "xai_pool", "demo", "--quick", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| Grad-CAM | CA |" in run.stdout  # the summary table is printed
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     pairs = {(r["method"], r["pooling"]) for r in rows}
-    assert pairs == {("raw_attention", "ca")} | {(m, p) for m in ("gradcam", "gradcam++", "scorecam") for p in ("gap", "ca")}
+    assert pairs == {("raw_attention", "ca")} | {
+        (m, p) for m in ("gradcam", "gradcam++", "scorecam") for p in ("gap", "ca")
+    }
     for row in rows:
         for metric in ("ad", "ag", "ai", "insertion", "deletion", "pointing_game", "energy_pointing_game", "accuracy"):
-            assert row[metric] != "" and float(row[f"{metric}_ci_low"]) <= float(row[metric]) <= float(row[f"{metric}_ci_high"])
+            assert row[metric] != "" and float(row[f"{metric}_ci_low"]) <= float(row[metric]) <= float(
+                row[f"{metric}_ci_high"]
+            )
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
     for name in ("side_by_side", "attention_grid", "insertion_curves", "deletion_curves", "metric_bars"):
@@ -47,7 +53,9 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
     # A second run reuses the finished stream instead of training again.
     again = subprocess.run(
         [sys.executable, "-m", "xai_pool", "demo", "--quick", "--out", str(out), "--no-progress", "--test-images", "8"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing the trained stream" in again.stdout

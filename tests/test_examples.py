@@ -21,7 +21,11 @@ PAIRS = {("raw_attention", "ca")} | {(m, p) for m in ("gradcam", "gradcam++", "s
 def _run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     run = subprocess.run(
         [sys.executable, str(EXAMPLES / script), "--quick", *args],
-        check=False, capture_output=True, text=True, timeout=timeout, cwd=EXAMPLES.parent,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=EXAMPLES.parent,
     )
     assert run.returncode == 0, f"{script} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
     return run
@@ -130,9 +134,13 @@ def test_transfer_example_passes_its_options_to_run_transfer(monkeypatch, tmp_pa
     module = _load("transfer_lite0.py")
     calls: list[tuple] = []
     monkeypatch.setattr(module, "run_transfer", lambda out, **kwargs: calls.append((out, kwargs)))
-    assert module.main(["--out", str(tmp_path), "--quick", "--methods", "gradcam, scorecam", "--test-images", "7",
-                        "--no-progress"]) == 0
-    (out, kwargs), = calls
+    assert (
+        module.main(
+            ["--out", str(tmp_path), "--quick", "--methods", "gradcam, scorecam", "--test-images", "7", "--no-progress"]
+        )
+        == 0
+    )
+    ((out, kwargs),) = calls
     config = kwargs["config"]
     assert out == tmp_path and kwargs["progress"] is False
     assert config.methods == ("gradcam", "scorecam") and config.test_images == 7

@@ -118,6 +118,7 @@ def test_explain_is_the_function_even_after_importing_its_module(tiny) -> None:
     assert xai_pool.explain is module.explain
     np.testing.assert_array_equal(xai_pool.explain(tiny, x, "gradcam"), module.explain(tiny, x, "gradcam"))
 
+
 def test_aug_smooth_is_passed_through(tiny) -> None:
     x = torch.randn(1, 3, 16, 16)
     smooth = explain(tiny, x, "gradcam", aug_smooth=True)

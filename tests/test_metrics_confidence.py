@@ -53,9 +53,7 @@ def test_pixel_space_by_hand():
     # mean = std = 0.5: pixel = 0.5 x + 0.5. x = 1 everywhere is the white image, p = sigmoid(4).
     # E = normalize(white * S) = 2 S - 1 = [[1, -1], [0, 0]]: mean 0, o = sigmoid(0) = 0.5.
     x = torch.ones(2, 1, 2, 2)
-    out = evaluate(
-        MeanLogit(), x, RAW.expand(2, 2, 2), labels=[0, 1], metrics=CONF, mean=[0.5], std=[0.5]
-    )
+    out = evaluate(MeanLogit(), x, RAW.expand(2, 2, 2), labels=[0, 1], metrics=CONF, mean=[0.5], std=[0.5])
     p0, p1 = sigmoid(4), sigmoid(-4)
     assert out["ad"] == pytest.approx([100 * (p0 - 0.5) / p0, 0.0], rel=1e-6)
     assert out["ag"] == pytest.approx([0.0, 100 * (0.5 - p1) / (1 - p1)], rel=1e-6)
@@ -90,9 +88,7 @@ def test_prediction_is_the_default_class():
     out = evaluate(MeanLogit(), x, RAW[None], metrics=CONF, mean=[0.5], std=[0.5])
     assert out["target"].tolist() == [1]
     # E = 0 * S - 1 = -1 everywhere: unchanged image, o == p
-    assert (
-        out["ad"].tolist() == [0.0] and out["ag"].tolist() == [0.0] and out["ai"].tolist() == [0.0]
-    )
+    assert out["ad"].tolist() == [0.0] and out["ag"].tolist() == [0.0] and out["ai"].tolist() == [0.0]
 
 
 def test_input_ignoring_classifier_scores_zero():
@@ -107,9 +103,7 @@ def test_input_ignoring_classifier_scores_zero():
 def test_saturated_probabilities_give_no_nan():
     # logit gaps of 100 and 1000: p == 1 in float64 (AG is 0/0) and p == 0 (AD is 0/0)
     x = torch.randn(2, 3, 4, 4)
-    out = evaluate(
-        Constant([1000.0, 900.0, 0.0]), x, torch.rand(2, 4, 4), labels=[0, 2], metrics=CONF
-    )
+    out = evaluate(Constant([1000.0, 900.0, 0.0]), x, torch.rand(2, 4, 4), labels=[0, 2], metrics=CONF)
     for name in CONF:
         assert np.isfinite(out[name]).all()
         assert out[name].tolist() == [0.0, 0.0]
@@ -118,9 +112,7 @@ def test_saturated_probabilities_give_no_nan():
 def test_constant_map_is_all_zero_mask():
     # a constant map becomes S = 0: the explanation is the black image, normalize(0) = -1
     x = torch.ones(1, 1, 2, 2)
-    out = evaluate(
-        MeanLogit(), x, torch.full((1, 2, 2), 0.1), labels=[0], metrics=CONF, mean=[0.5], std=[0.5]
-    )
+    out = evaluate(MeanLogit(), x, torch.full((1, 2, 2), 0.1), labels=[0], metrics=CONF, mean=[0.5], std=[0.5])
     p, o = sigmoid(4), sigmoid(-4)
     assert out["ad"] == pytest.approx([100 * (p - o) / p], rel=1e-6)
 

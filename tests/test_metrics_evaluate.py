@@ -97,9 +97,7 @@ def test_nan_maps(model, x):
     assert out["target"][1] == -1
     for name in ("ad", "ag", "ai", "insertion", "deletion", "sparsity"):
         assert np.isfinite(out[name][0]) and np.isnan(out[name][1])
-    assert (
-        np.isnan(out["insertion_curve"][1]).all() and np.isfinite(out["insertion_curve"][0]).all()
-    )
+    assert np.isnan(out["insertion_curve"][1]).all() and np.isfinite(out["insertion_curve"][0]).all()
 
 
 def test_bad_options(model, x):
@@ -124,9 +122,7 @@ def test_bad_options(model, x):
         )
     with pytest.raises(ValueError, match="mean has 2 values but images have 3 channels"):
         evaluate(model, x, maps(), mean=(0.5, 0.5))
-    with pytest.raises(
-        ValueError, match="road_percentiles must be numbers strictly between 0 and 100"
-    ):
+    with pytest.raises(ValueError, match="road_percentiles must be numbers strictly between 0 and 100"):
         evaluate(model, x, maps(), metrics=("road",), road_percentiles=(0, 50))
 
 
@@ -144,9 +140,7 @@ def test_model_must_return_logits(x):
         def forward(self, t: torch.Tensor):
             return t.mean(dim=(2, 3)), None
 
-    with pytest.raises(
-        TypeError, match="model must return a logits tensor of shape \\(N, num_classes\\)"
-    ):
+    with pytest.raises(TypeError, match="model must return a logits tensor of shape \\(N, num_classes\\)"):
         evaluate(Tuple(), x, maps())
 
 
@@ -154,9 +148,7 @@ def test_training_flags_are_restored(model, x):
     model.train()
     model.bn.eval()  # mixed modes must come back exactly
     seen = []
-    model.register_forward_pre_hook(
-        lambda module, args: seen.append((module.training, module.drop.training))
-    )
+    model.register_forward_pre_hook(lambda module, args: seen.append((module.training, module.drop.training)))
     evaluate(model, x, maps(), metrics=("ad", "deletion"))
     assert set(seen) == {(False, False)}
     assert model.training and model.drop.training and model.conv.training and not model.bn.training
@@ -180,9 +172,7 @@ def test_every_metric_is_finite_and_inputs_untouched(model, x):
     masks[:, 2:4, 2:4] = True
     s = maps()
     x_before, s_before = x.clone(), s.clone()
-    out = evaluate(
-        model, x, s, metrics=ALL_METRICS, masks=masks, road_percentiles=(25, 75), batch_size=5
-    )
+    out = evaluate(model, x, s, metrics=ALL_METRICS, masks=masks, road_percentiles=(25, 75), batch_size=5)
     for name in ALL_METRICS:
         assert out[name].shape == (2,) and np.isfinite(out[name]).all(), name
     assert torch.equal(x, x_before) and torch.equal(s, s_before)

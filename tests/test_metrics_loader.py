@@ -81,9 +81,7 @@ def test_loader_with_prediction_target_and_pairs():
         seen.append(classes.clone())
         return gradient_map(m, imgs, classes)
 
-    out = evaluate_loader(
-        model, pairs, fn, metrics=("ad", "deletion"), target="prediction", progress=False
-    )
+    out = evaluate_loader(model, pairs, fn, metrics=("ad", "deletion"), target="prediction", progress=False)
     with torch.no_grad():
         predicted = model(images).argmax(dim=1)
     assert out["target"].tolist() == predicted.tolist()
@@ -99,16 +97,13 @@ def test_loader_errors():
         evaluate_loader(model, [torch.zeros(1, 3, 4, 4)], gradient_map, progress=False)
 
 
-
 def _worker(rank: int, world: int, port: int, path: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
         loader = DataLoader(make_data(), batch_size=2)
-        out = evaluate_loader(
-            make_model(), loader, gradient_map, metrics=METRICS, step=4, progress=False
-        )
+        out = evaluate_loader(make_model(), loader, gradient_map, metrics=METRICS, step=4, progress=False)
         if rank == 0:
             np.savez(path, **out)
     finally:

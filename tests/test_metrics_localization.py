@@ -66,9 +66,7 @@ def test_pointing_game_on_low_resolution_map():
     # a 2 x 2 map with its peak at the bottom right: after bilinear upsampling the max is there
     low = torch.tensor([[0.0, 0.1], [0.2, 1.0]])
     images = torch.zeros(1, 3, 8, 8)
-    out = evaluate(
-        Unused(), images, low[None], metrics=("pointing_game",), masks=box(4, 8, 4, 8)[None]
-    )
+    out = evaluate(Unused(), images, low[None], metrics=("pointing_game",), masks=box(4, 8, 4, 8)[None])
     assert out["pointing_game"].tolist() == [100.0]
 
 
@@ -84,9 +82,7 @@ def test_masks_as_zero_one_numbers():
     s = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None]
     images = torch.zeros(1, 3, 2, 2)
     for mask in (np.array([[[0, 0], [1, 1]]]), torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])):
-        out = evaluate(
-            Unused(), images, s, metrics=("energy_pointing_game", "pointing_game"), masks=mask
-        )
+        out = evaluate(Unused(), images, s, metrics=("energy_pointing_game", "pointing_game"), masks=mask)
         assert out["energy_pointing_game"] == pytest.approx([250 / 3])
         assert out["pointing_game"].tolist() == [100.0]
 

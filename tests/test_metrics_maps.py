@@ -59,9 +59,7 @@ def test_extreme_finite_values_stay_finite():
 def test_invalid_maps_raise_or_are_flagged(bad):
     raw = torch.rand(3, 2, 2)
     raw[1, 0, 1] = bad
-    with pytest.raises(
-        ValueError, match=r"saliency maps \[1\] contain NaN or inf.*on_invalid='skip'"
-    ):
+    with pytest.raises(ValueError, match=r"saliency maps \[1\] contain NaN or inf.*on_invalid='skip'"):
         prepare_maps(raw, (2, 2))
     prepared = prepare_maps(raw, (2, 2), on_invalid="skip")
     assert prepared.valid.tolist() == [True, False, True]

@@ -42,9 +42,7 @@ def trapezoid_percent(ys: list[float], xs: list[float]) -> float:
 
 
 def run(metrics, **kwargs):
-    return evaluate(
-        MeanProb(), X, S, labels=[0], metrics=metrics, step=4, return_curves=True, **kwargs
-    )
+    return evaluate(MeanProb(), X, S, labels=[0], metrics=metrics, step=4, return_curves=True, **kwargs)
 
 
 def test_ranks_are_stable_in_raster_order():
@@ -102,9 +100,7 @@ def test_default_substrates_are_zeros_and_rise_blur():
     torch.manual_seed(0)
     x = torch.rand(1, 1, 12, 13) * 0.8 + 0.1
     maps = torch.rand(1, 12, 13)
-    out = evaluate(
-        MeanProb(), x, maps, labels=[0], metrics=("insertion", "deletion"), return_curves=True
-    )
+    out = evaluate(MeanProb(), x, maps, labels=[0], metrics=("insertion", "deletion"), return_curves=True)
     assert out["deletion_curve"][0, -1] == 0.0  # all pixels zero: q = 0
     # RISE's substrate: gaussian_filter of an 11 x 11 impulse (sigma 5), zero-padded correlation
     impulse = np.zeros((11, 11))
@@ -131,9 +127,7 @@ def test_curve_has_one_point_per_step_plus_one():
     x = torch.rand(2, 1, 5, 7) * 0.5 + 0.25
     out = evaluate(MeanProb(), x, torch.rand(2, 5, 7), metrics=("deletion",), return_curves=True)
     assert out["deletion_curve"].shape == (2, 5 + 1)  # default step: one row of 7 pixels
-    out = evaluate(
-        MeanProb(), x, torch.rand(2, 5, 7), metrics=("deletion",), step=3, return_curves=True
-    )
+    out = evaluate(MeanProb(), x, torch.rand(2, 5, 7), metrics=("deletion",), step=3, return_curves=True)
     assert out["deletion_curve"].shape == (2, 12 + 1)  # ceil(35 / 3) = 12
 
 
@@ -190,9 +184,7 @@ def test_input_ignoring_classifier_has_flat_curves():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.bias.expand(x.shape[0], -1)
 
-    out = evaluate(
-        Constant(), torch.randn(2, 3, 4, 4), torch.rand(2, 4, 4), metrics=("insertion", "deletion")
-    )
+    out = evaluate(Constant(), torch.randn(2, 3, 4, 4), torch.rand(2, 4, 4), metrics=("insertion", "deletion"))
     p = 1 / (1 + np.exp(-1.0))
     assert out["insertion"] == pytest.approx([100 * p] * 2)
     assert out["deletion"] == pytest.approx([100 * p] * 2)

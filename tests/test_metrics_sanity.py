@@ -68,6 +68,4 @@ def test_constant_maps_give_zero_not_nan():
 
 def test_unknown_layer():
     with pytest.raises(ValueError, match=r"layers \['head'\] are not modules of the model"):
-        cascading_randomization(
-            small_model(), torch.randn(1, 3, 4, 4), input_gradient, layers=["head"]
-        )
+        cascading_randomization(small_model(), torch.randn(1, 3, 4, 4), input_gradient, layers=["head"])

@@ -75,9 +75,7 @@ def test_compare_dicts_and_nan_pairs():
     out = compare(a, b)
     assert list(out) == ["ad"]
     assert out["ad"]["n"] == 3 and out["ad"]["diff"] == pytest.approx(1.0)
-    assert out["ad"]["mean_a"] == pytest.approx(7 / 3) and out["ad"]["mean_b"] == pytest.approx(
-        4 / 3
-    )
+    assert out["ad"]["mean_a"] == pytest.approx(7 / 3) and out["ad"]["mean_b"] == pytest.approx(4 / 3)
 
 
 def test_bad_inputs():

@@ -67,8 +67,11 @@ def test_last_block_pools_the_gap_input(resnet18: nn.Module, images: torch.Tenso
     handle = model.stream.blocks[-1].register_forward_hook(lambda m, i, o: captured.update(pooled=o[2], feats=i[1]))
     with torch.no_grad():
         model(images)
-        layer4 = resnet18.layer4(resnet18.layer3(resnet18.layer2(resnet18.layer1(
-            resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(images))))))))
+        layer4 = resnet18.layer4(
+            resnet18.layer3(
+                resnet18.layer2(resnet18.layer1(resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(images))))))
+            )
+        )
     handle.remove()
     torch.testing.assert_close(captured["feats"], layer4)
 
@@ -95,8 +98,16 @@ def _gap_equal(model: nn.Module, x: torch.Tensor) -> None:
         lambda: timm.create_model("convnext_atto", num_classes=7),
         lambda: timm.create_model("tf_efficientnet_lite0", num_classes=7),
     ],
-    ids=["tv-resnet18", "tv-resnext50", "tv-convnext", "tv-effnet-b0", "tv-effnet-v2", "timm-resnet18",
-         "timm-convnext", "timm-effnet-lite0"],
+    ids=[
+        "tv-resnet18",
+        "tv-resnext50",
+        "tv-convnext",
+        "tv-effnet-b0",
+        "tv-effnet-v2",
+        "timm-resnet18",
+        "timm-convnext",
+        "timm-effnet-lite0",
+    ],
 )
 def test_gap_mode_reproduces_the_original_logits(factory) -> None:
     torch.manual_seed(0)
@@ -210,7 +221,9 @@ def test_gap_gradcam_matches_the_original_model(resnet18: nn.Module) -> None:
     assert abs(got - expected).max() < 1e-5
 
 
-def test_class_specific_uses_labels_in_training_and_gap_prediction_in_eval(resnet18: nn.Module, images: torch.Tensor) -> None:
+def test_class_specific_uses_labels_in_training_and_gap_prediction_in_eval(
+    resnet18: nn.Module, images: torch.Tensor
+) -> None:
     model = attach_stream(resnet18, class_specific=True)
     assert model.stream.query.shape == (10, 64)
     with torch.no_grad():

@@ -77,7 +77,8 @@ def test_stored_notebooks_match_their_generator() -> None:
 def _files_under(folder: Path) -> set[str]:
     # Notebooks themselves are left out: someone may add or save one while the tests run.
     return {
-        str(p.relative_to(folder)) for p in folder.rglob("*")
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
         if "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts and p.suffix != ".ipynb"
     }
 

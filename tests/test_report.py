@@ -26,8 +26,9 @@ def result() -> ComparisonResult:
     masks = torch.zeros(5, 64, 64, dtype=torch.bool)
     masks[:, 16:48, 16:48] = True
     data = TensorDataset(images, labels, masks)
-    return compare(model, data, methods=("raw_attention", "gradcam"), batch_size=3, step=512,
-                   keep_examples=2, progress=False)
+    return compare(
+        model, data, methods=("raw_attention", "gradcam"), batch_size=3, step=512, keep_examples=2, progress=False
+    )
 
 
 def test_pairs_and_per_image_values_match_direct_evaluation(result: ComparisonResult) -> None:
@@ -43,8 +44,16 @@ def test_report_equals_metrics_evaluate_on_the_same_maps() -> None:
     torch.manual_seed(0)
     model = attach_stream(torchvision.models.resnet18(num_classes=3))
     images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
-    res = compare(model, TensorDataset(images, labels), methods=("gradcam",), poolings=("gap",), batch_size=2,
-                  step=1024, progress=False, keep_examples=4)
+    res = compare(
+        model,
+        TensorDataset(images, labels),
+        methods=("gradcam",),
+        poolings=("gap",),
+        batch_size=2,
+        step=1024,
+        progress=False,
+        keep_examples=4,
+    )
     maps = res.examples["maps"][("gradcam", "gap")]
     with model.pooling_as("gap"):
         direct = evaluate(model, images, maps, labels, step=1024)

@@ -35,9 +35,17 @@ def _data(n: int = 7) -> TensorDataset:
 
 
 def _compare():
-    return compare(_model(), _data(), methods=METHODS, batch_size=2, step=32, progress=False,
-                   mean=(0, 0, 0), std=(1, 1, 1), keep_examples=0)
-
+    return compare(
+        _model(),
+        _data(),
+        methods=METHODS,
+        batch_size=2,
+        step=32,
+        progress=False,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        keep_examples=0,
+    )
 
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:

@@ -64,7 +64,7 @@ def test_per_sample_targets_equal_running_each_sample_alone(model, method: str, 
     classes = [4, 0, 2]
     batched = explain(model, x, method, pooling=pooling, targets=classes)
     for i, cls in enumerate(classes):
-        alone = explain(model, x[i:i + 1], method, pooling=pooling, targets=[cls])
+        alone = explain(model, x[i : i + 1], method, pooling=pooling, targets=[cls])
         np.testing.assert_allclose(batched[i], alone[0], atol=1e-5)
     # And the targets matter: another class gives another map for at least one image.
     other = explain(model, x, method, pooling=pooling, targets=[1, 3, 3])

@@ -38,9 +38,27 @@ def write_weights(path: Path, arch: str = "resnet18", num_classes: int = 2) -> P
 
 def train_args(data: Path, weights: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "train", "--data", str(data), "--arch", "resnet18", "--weights", str(weights), "--out", str(out),
-        "--epochs", "2", "--batch-size", "4", "--image-size", "64", "--workers", "0", "--device", "cpu",
-        "--quiet", *extra,
+        "train",
+        "--data",
+        str(data),
+        "--arch",
+        "resnet18",
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "64",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -121,6 +139,19 @@ def test_cli_help_lists_the_command(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for option in ("--data", "--arch", "--weights", "--out", "--epochs", "--batch-size", "--lr", "--workers",
-                   "--resume", "--device", "--label-free", "--image-size", "--quiet"):
+    for option in (
+        "--data",
+        "--arch",
+        "--weights",
+        "--out",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--workers",
+        "--resume",
+        "--device",
+        "--label-free",
+        "--image-size",
+        "--quiet",
+    ):
         assert option in text

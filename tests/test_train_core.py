@@ -48,8 +48,13 @@ def test_backbone_weights_and_batchnorm_stats_are_bit_identical() -> None:
     before = {k: v.clone() for k, v in ca.backbone.state_dict().items()}
     stream_before = {k: v.clone() for k, v in ca.stream.state_dict().items()}
     images, labels = colour_problem(16, 0, size=64)  # layer4 2x2: every block gets gradients
-    train_stream(ca, DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=True), epochs=1,
-                 val_loader=DataLoader(TensorDataset(images, labels), batch_size=8), init="keep")
+    train_stream(
+        ca,
+        DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=True),
+        epochs=1,
+        val_loader=DataLoader(TensorDataset(images, labels), batch_size=8),
+        init="keep",
+    )
     after = ca.backbone.state_dict()
     assert before.keys() == after.keys()
     for key, value in before.items():
@@ -85,8 +90,13 @@ def test_training_loss_decreases_on_a_learnable_problem() -> None:
 
 def _first_step_loss(label_smoothing: float) -> float:
     losses: list[float] = []
-    train_stream(tiny_model(), loader(16, batch=16, shuffle=False), epochs=1, label_smoothing=label_smoothing,
-                 on_step=lambda info: losses.append(info["loss"]))
+    train_stream(
+        tiny_model(),
+        loader(16, batch=16, shuffle=False),
+        epochs=1,
+        label_smoothing=label_smoothing,
+        on_step=lambda info: losses.append(info["loss"]),
+    )
     return losses[0]
 
 
@@ -107,8 +117,9 @@ def test_label_free_mode_distils_the_gap_prediction() -> None:
     images, _ = colour_problem(64, 0)
     unlabeled = DataLoader(TensorDataset(images), batch_size=16, shuffle=True)
     ca = tiny_model()
-    history = train_stream(ca, unlabeled, epochs=4, lr=1.0, label_free=True,
-                           val_loader=DataLoader(TensorDataset(images), batch_size=32))
+    history = train_stream(
+        ca, unlabeled, epochs=4, lr=1.0, label_free=True, val_loader=DataLoader(TensorDataset(images), batch_size=32)
+    )
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_acc_ca"] is None and history[-1]["val_agreement"] is not None
 
@@ -168,8 +179,15 @@ def test_schedules() -> None:
     assert cosine(0) == pytest.approx(0.1) and cosine(10) == pytest.approx(1.0)
     assert cosine(55) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0, abs=1e-12)
     lrs: list[float] = []
-    train_stream(tiny_model(), loader(32, batch=8), epochs=2, schedule="cosine", warmup_epochs=1, lr=0.4,
-                 on_step=lambda info: lrs.append(info["lr"]))
+    train_stream(
+        tiny_model(),
+        loader(32, batch=8),
+        epochs=2,
+        schedule="cosine",
+        warmup_epochs=1,
+        lr=0.4,
+        on_step=lambda info: lrs.append(info["lr"]),
+    )
     assert lrs[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert lrs[4] == pytest.approx(0.4) and lrs[-1] == pytest.approx(0.4 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
 

@@ -168,9 +168,16 @@ def test_resume_refuses_other_settings_and_another_backbone(finished_run) -> Non
     torch.manual_seed(1)
     other = attach_stream(TinyCNN(num_classes=4), spec=TINY_SPEC)
     with pytest.raises(ValueError, match="different weights"):
-        train_stream(other, DataLoader(NoisyColours(48, 0), batch_size=8, shuffle=True), epochs=3, lr=0.5,
-                     out_dir=finished_run, resume=True, val_loader=DataLoader(NoisyColours(16, 1), batch_size=8),
-                     checkpoint_every_steps=4)
+        train_stream(
+            other,
+            DataLoader(NoisyColours(48, 0), batch_size=8, shuffle=True),
+            epochs=3,
+            lr=0.5,
+            out_dir=finished_run,
+            resume=True,
+            val_loader=DataLoader(NoisyColours(16, 1), batch_size=8),
+            checkpoint_every_steps=4,
+        )
 
 
 def test_an_existing_run_is_not_overwritten_by_accident(finished_run) -> None:
@@ -189,7 +196,7 @@ def test_resume_without_a_state_starts_a_new_run(tmp_path, caplog) -> None:
 
 def test_a_plain_list_of_batches_trains_and_resumes(tmp_path) -> None:
     images, labels = colour_problem(32, 0)
-    batches = [(images[i:i + 8], labels[i:i + 8]) for i in range(0, 32, 8)]
+    batches = [(images[i : i + 8], labels[i : i + 8]) for i in range(0, 32, 8)]
     reference = model()
     train_stream(reference, batches, epochs=2, lr=0.5)
 
@@ -198,8 +205,9 @@ def test_a_plain_list_of_batches_trains_and_resumes(tmp_path) -> None:
             raise Crash("killed")
 
     with pytest.raises(Crash):
-        train_stream(model(), batches, epochs=2, lr=0.5, out_dir=tmp_path, checkpoint_every_steps=2,
-                     on_step=crash_at_step_3)
+        train_stream(
+            model(), batches, epochs=2, lr=0.5, out_dir=tmp_path, checkpoint_every_steps=2, on_step=crash_at_step_3
+        )
     resumed = model()
     train_stream(resumed, batches, epochs=2, lr=0.5, out_dir=tmp_path, resume=True)
     assert_same_stream(resumed, reference)

@@ -31,11 +31,22 @@ def test_documented_config_fits_the_issue():
 
 @pytest.mark.slow
 def test_tiny_run_writes_the_report_and_reuses_its_stages(tmp_path, capsys):
-    config = TransferConfig(image_size=64, train_images=32, test_images=6, finetune_epochs=1, stream_epochs=1,
-                            batch_size=16, methods=("raw_attention", "gradcam"))
+    config = TransferConfig(
+        image_size=64,
+        train_images=32,
+        test_images=6,
+        finetune_epochs=1,
+        stream_epochs=1,
+        batch_size=16,
+        methods=("raw_attention", "gradcam"),
+    )
     first = run_transfer(tmp_path, config=config, progress=False)
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert {(r["method"], r["pooling"]) for r in rows} == {("raw_attention", "ca"), ("gradcam", "gap"), ("gradcam", "ca")}
+    assert {(r["method"], r["pooling"]) for r in rows} == {
+        ("raw_attention", "ca"),
+        ("gradcam", "gap"),
+        ("gradcam", "ca"),
+    }
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 3
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["config"]["image_size"] == 64 and info["finetune_history"]["epochs"]

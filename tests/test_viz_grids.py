@@ -125,8 +125,9 @@ def test_attention_grid_every_block() -> None:
 
 
 def test_attention_grid_blocks_of_one_image_may_be_2d() -> None:
-    fig = attention_grid(_images(1), [np.random.rand(8, 8), np.random.rand(4, 4)], block_names=["early", "late"],
-                         mean=MEAN, std=STD)
+    fig = attention_grid(
+        _images(1), [np.random.rand(8, 8), np.random.rand(4, 4)], block_names=["early", "late"], mean=MEAN, std=STD
+    )
     assert [ax.get_title() for ax in _image_axes(fig)] == ["Input", "early", "late"]
 
 

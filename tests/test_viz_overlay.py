@@ -72,7 +72,10 @@ def test_every_image_form_gives_the_same_overlay(form: str) -> None:
         "float_chw": (rgb.transpose(2, 0, 1), {}),
         "uint8_hwc": (np.round(rgb * 255).astype(np.uint8), {}),
         "tensor_chw": (torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float(), {}),
-        "tensor_normalised": (torch.from_numpy(normalised.transpose(2, 0, 1).copy()).float(), {"mean": MEAN, "std": STD}),
+        "tensor_normalised": (
+            torch.from_numpy(normalised.transpose(2, 0, 1).copy()).float(),
+            {"mean": MEAN, "std": STD},
+        ),
         "array_normalised": (normalised.astype(np.float32), {"mean": MEAN, "std": STD}),
     }[form]
     out = overlay(image, _ramp(), **kwargs)

@@ -30,7 +30,7 @@ def _legend(fig: Figure) -> list[str]:
 def test_curves_auc_in_legend_and_gap_dashed_ca_solid() -> None:
     x = np.linspace(0, 1, 11)
     fig = insertion_deletion_curves(
-        {("gradcam", "gap"): x, ("gradcam", "ca"): np.sqrt(x), ("scorecam", "ca"): torch.from_numpy(x ** 2)},
+        {("gradcam", "gap"): x, ("gradcam", "ca"): np.sqrt(x), ("scorecam", "ca"): torch.from_numpy(x**2)},
         kind="insertion",
     )
     assert isinstance(fig, Figure) and len(fig.axes) == 1
@@ -91,8 +91,17 @@ def _rows() -> list[dict]:
         for pooling, shift in (("ca", 1.0), ("gap", 0.0)):
             for metric, base in (("ad", 12.0), ("deletion", 14.0), ("ag", 20.0)):
                 mean = base + offset + shift
-                rows.append({"method": method, "pooling": pooling, "metric": metric, "mean": mean,
-                             "ci_low": mean - 1, "ci_high": mean + 2, "n": 50})
+                rows.append(
+                    {
+                        "method": method,
+                        "pooling": pooling,
+                        "metric": metric,
+                        "mean": mean,
+                        "ci_low": mean - 1,
+                        "ci_high": mean + 2,
+                        "n": 50,
+                    }
+                )
     return rows
 
 
@@ -169,7 +178,12 @@ def test_metric_bars_dataframe_form() -> None:
         ("ad", {}, TypeError, "list of rows"),
         ([], {}, ValueError, "empty"),
         ([{"method": "g", "pooling": "ca", "metric": "ad"}], {}, ValueError, "'mean'"),
-        ([{"method": "g", "pooling": "ca", "metric": "ad", "mean": 1, "ci_low": 3, "ci_high": 2}], {}, ValueError, "ci_low"),
+        (
+            [{"method": "g", "pooling": "ca", "metric": "ad", "mean": 1, "ci_low": 3, "ci_high": 2}],
+            {},
+            ValueError,
+            "ci_low",
+        ),
         ([{"method": "g", "pooling": "ca", "metric": "ad", "mean": 1, "ci_low": 0}], {}, ValueError, "both"),
         ([{"method": "g", "pooling": "ca", "metric": "ad", "mean": "high"}], {}, TypeError, "number"),
         ([{"method": "g", "pooling": "ca", "metric": "ad", "mean": float("inf")}], {}, ValueError, "finite"),

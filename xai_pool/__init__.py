@@ -27,7 +27,17 @@ _LAZY_ATTRS = {
     "explain": "xai_pool.explainer",
 }
 _LAZY_MODULES = {
-    "metrics", "saliency", "data", "zoo", "viz", "report", "stream", "adapters", "train", "classifiers", "transfer",
+    "metrics",
+    "saliency",
+    "data",
+    "zoo",
+    "viz",
+    "report",
+    "stream",
+    "adapters",
+    "train",
+    "classifiers",
+    "transfer",
 }
 
 __all__ = ["__version__", *_LAZY_ATTRS, *sorted(_LAZY_MODULES)]

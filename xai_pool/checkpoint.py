@@ -79,7 +79,9 @@ def apply_stream_payload(model: CAModel, payload: Any, *, source: str = "stream 
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{source} is not an xai_pool stream checkpoint (missing format tag {_FORMAT!r})")
     if payload.get("format_version", 0) > _FORMAT_VERSION:
-        raise ValueError(f"{source} was written by a newer xai_pool (format {payload['format_version']}); upgrade xai_pool")
+        raise ValueError(
+            f"{source} was written by a newer xai_pool (format {payload['format_version']}); upgrade xai_pool"
+        )
     saved = StreamConfig.from_dict(payload["config"])
     current = model.stream.config
     if saved != current:

@@ -27,10 +27,12 @@ def _extract_state_dict(payload: Any, source: str) -> dict[str, torch.Tensor]:
                 payload = payload[key]
                 break
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise ValueError(f"{source} does not hold a state dict of tensors (save one with torch.save(model.state_dict(), path))")
+        raise ValueError(
+            f"{source} does not hold a state dict of tensors (save one with torch.save(model.state_dict(), path))"
+        )
     # DistributedDataParallel / torch.compile prefixes
     prefixes = ("module.", "_orig_mod.")
-    return {next((k[len(p):] for p in prefixes if k.startswith(p)), k): v for k, v in payload.items()}
+    return {next((k[len(p) :] for p in prefixes if k.startswith(p)), k): v for k, v in payload.items()}
 
 
 def _infer_num_classes(state_dict: dict[str, torch.Tensor]) -> int | None:
@@ -43,8 +45,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state_dict and state_dict[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -74,10 +79,14 @@ def _create(arch: str, num_classes: int | None) -> nn.Module:
     if timm is not None and timm.is_model(arch):
         return timm.create_model(arch, pretrained=False, **kwargs)
     hint = "" if timm is not None else " (timm is not installed: pip install 'xai_pool[timm]' for timm names)"
-    raise ValueError(f"unknown architecture {arch!r}: use a torchvision or timm classifier name, or 'shapes_resnet'{hint}")
+    raise ValueError(
+        f"unknown architecture {arch!r}: use a torchvision or timm classifier name, or 'shapes_resnet'{hint}"
+    )
 
 
-def build_classifier(arch: str, weights: str | os.PathLike | None = None, *, num_classes: int | None = None) -> nn.Module:
+def build_classifier(
+    arch: str, weights: str | os.PathLike | None = None, *, num_classes: int | None = None
+) -> nn.Module:
     """Create ``arch`` and load ``weights`` strictly (nothing is downloaded).
 
     Args:

@@ -39,10 +39,10 @@ class DemoConfig:
 def demo_config(quick: bool = False) -> DemoConfig:
     """The full demo (>= 200 test images) or the ``--quick`` smoke run."""
     if quick:
-        return DemoConfig(train_images=1000, test_images=40, stream_epochs=2, step=256,
-                          retrain_epochs=2, retrain_images=1000)
+        return DemoConfig(
+            train_images=1000, test_images=40, stream_epochs=2, step=256, retrain_epochs=2, retrain_images=1000
+        )
     return DemoConfig()
-
 
 
 def run_demo(
@@ -84,13 +84,19 @@ def run_demo(
     log = run_logger(quiet)
 
     if retrain:
-        log(f"[1/4] retraining the GAP classifier from scratch ({cfg.retrain_images} images, "
-             f"{cfg.retrain_epochs} epochs)")
+        log(
+            f"[1/4] retraining the GAP classifier from scratch ({cfg.retrain_images} images, "
+            f"{cfg.retrain_epochs} epochs)"
+        )
         backbone = ShapesResNet()
         gap_history = train_gap_classifier(
-            backbone, ShapesScenes("train", n=cfg.retrain_images, seed=cfg.seed),
-            ShapesScenes("test", n=cfg.test_images, seed=cfg.seed), epochs=cfg.retrain_epochs,
-            seed=cfg.seed, device=device, progress=progress is not False,
+            backbone,
+            ShapesScenes("train", n=cfg.retrain_images, seed=cfg.seed),
+            ShapesScenes("test", n=cfg.test_images, seed=cfg.seed),
+            epochs=cfg.retrain_epochs,
+            seed=cfg.seed,
+            device=device,
+            progress=progress is not False,
         )
         log(f"      GAP classifier test accuracy: {100 * gap_history.final_test_accuracy:.1f}%")
     else:
@@ -99,26 +105,44 @@ def run_demo(
     model = attach_stream(backbone.to(device))
 
     stream_dir = out / "stream"
-    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, "
-         f"{cfg.stream_epochs} epochs)")
+    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, {cfg.stream_epochs} epochs)")
     history, _ = train_or_reuse_stream(
-        model, stream_dir,
+        model,
+        stream_dir,
         lambda: ShapesScenes("train", n=cfg.train_images, seed=cfg.seed).tensors()[:2],
         lambda: ShapesScenes("test", n=cfg.test_images, seed=cfg.seed).tensors()[:2],
-        epochs=cfg.stream_epochs, lr=cfg.stream_lr, batch_size=cfg.batch_size, device=device,
-        seed=cfg.seed, fresh=retrain, progress=progress, log=log,
+        epochs=cfg.stream_epochs,
+        lr=cfg.stream_lr,
+        batch_size=cfg.batch_size,
+        device=device,
+        seed=cfg.seed,
+        fresh=retrain,
+        progress=progress,
+        log=log,
     )
     model.eval()
 
     log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA")
     test = ShapesScenes("test", n=cfg.test_images, seed=cfg.seed)
-    result = compare(model, test, methods=cfg.methods, batch_size=cfg.batch_size, step=cfg.step,
-                     progress=progress is not False, keep_examples=6)
+    result = compare(
+        model,
+        test,
+        methods=cfg.methods,
+        batch_size=cfg.batch_size,
+        step=cfg.step,
+        progress=progress is not False,
+        keep_examples=6,
+    )
 
     log(f"[4/4] writing the report to {out}")
     seconds = time.perf_counter() - started
-    run_info = {"config": asdict(cfg), "device": str(device), "retrain": retrain, "seconds": round(seconds, 1),
-                "stream_history": history}
+    run_info = {
+        "config": asdict(cfg),
+        "device": str(device),
+        "retrain": retrain,
+        "seconds": round(seconds, 1),
+        "stream_history": history,
+    }
     files = write_report(result, out, "xai_pool demo: GAP vs CA on ShapesScenes", run_info)
     if not quiet:
         print()

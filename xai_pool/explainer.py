@@ -1,8 +1,8 @@
 """``xai_pool.explain``: one call for any saliency method on the GAP or the CA model.
 
-    >>> maps = xai_pool.explain(ca_model, images, "gradcam", pooling="ca")      # doctest: +SKIP
-    >>> maps.shape, maps.dtype                                                 # doctest: +SKIP
-    ((8, 224, 224), dtype('float32'))
+>>> maps = xai_pool.explain(ca_model, images, "gradcam", pooling="ca")      # doctest: +SKIP
+>>> maps.shape, maps.dtype                                                 # doctest: +SKIP
+((8, 224, 224), dtype('float32'))
 """
 
 from __future__ import annotations

@@ -188,7 +188,9 @@ class CAModel(nn.Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected {self.in_channels} channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                "convert images to RGB (B, 3, H, W)" if self.in_channels == 3 else ""
+                "convert images to RGB (B, 3, H, W)"
+                if self.in_channels == 3
+                else ""
             )
         if not x.is_floating_point():
             raise TypeError(
@@ -301,7 +303,9 @@ def attach_stream(
     in_channels = _first_conv_channels(model)
     widths, out_dim, num_classes = _probe(model, spec, in_channels, probe_size)
     if not 0 <= start_stage < len(widths):
-        raise ValueError(f"start_stage must be in [0, {len(widths) - 1}] for this model ({len(widths)} stages), got {start_stage}")
+        raise ValueError(
+            f"start_stage must be in [0, {len(widths) - 1}] for this model ({len(widths)} stages), got {start_stage}"
+        )
     config = StreamConfig(
         widths=tuple(widths[start_stage:]),
         out_dim=out_dim,

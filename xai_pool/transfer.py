@@ -76,7 +76,6 @@ def load_finetuned_lite0(path: str | Path, num_classes: int = 10) -> nn.Module:
     return model.eval()
 
 
-
 def _finetune(
     cfg: TransferConfig,
     out: Path,
@@ -101,8 +100,10 @@ def _finetune(
             return model, None
         except (ValueError, RuntimeError) as error:
             log(f"[1/4] not reusing {path}: {error}")
-    log(f"[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP ({cfg.train_images} images "
-         f"at {cfg.image_size}px, {cfg.finetune_epochs} epochs)")
+    log(
+        f"[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP ({cfg.train_images} images "
+        f"at {cfg.image_size}px, {cfg.finetune_epochs} epochs)"
+    )
     torch.manual_seed(cfg.seed)  # the new 10-class head
     model = efficientnet_lite0(num_classes=10)
     history = train_gap_classifier(
@@ -196,6 +197,8 @@ def run_transfer(
         print()
         print(result.to_markdown())
         print(result.findings())
-        print(f"\nDone in {seconds['total']:.0f} s ({json.dumps({k: round(v) for k, v in seconds.items()})}). "
-              f"Open {out / 'report.html'}")
+        print(
+            f"\nDone in {seconds['total']:.0f} s ({json.dumps({k: round(v) for k, v in seconds.items()})}). "
+            f"Open {out / 'report.html'}"
+        )
     return {"result": result, "model": model, "files": files, "seconds": seconds["total"], "stage_seconds": seconds}

@@ -45,9 +45,7 @@ def resolve_module(model: nn.Module, path: str) -> nn.Module:
         return model.get_submodule(path)
     except AttributeError:
         names = [n for n, _ in model.named_modules() if n][:40]
-        raise ValueError(
-            f"the model has no submodule {path!r}; some valid names are: {', '.join(names)}"
-        ) from None
+        raise ValueError(f"the model has no submodule {path!r}; some valid names are: {', '.join(names)}") from None
 
 
 def _torchvision_spec(model: nn.Module) -> StreamSpec | None:

@@ -24,8 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("xai_pool_demo"), metavar="DIR", help="output folder")
     parser.add_argument("--quick", action="store_true", help="small smoke run (40 test images, about a minute)")
-    parser.add_argument("--retrain", action="store_true",
-                        help="retrain the GAP classifier from scratch (about 5-10 min on 2 cores) instead of loading it")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="retrain the GAP classifier from scratch (about 5-10 min on 2 cores) instead of loading it",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--test-images", type=int, default=None, help="override the number of test images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if args.test_images < 1:
             raise ValueError(f"--test-images must be >= 1, got {args.test_images}")
         config = replace(config, test_images=args.test_images)
-    run_demo(args.out, retrain=args.retrain, device=args.device, config=config,
-             progress=False if args.no_progress else None)
+    run_demo(
+        args.out, retrain=args.retrain, device=args.device, config=config, progress=False if args.no_progress else None
+    )
     return 0

@@ -34,11 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, type=Path, metavar="DIR")
     parser.add_argument("--arch", required=True, help="torchvision or timm classifier name, or shapes_resnet")
     parser.add_argument("--weights", type=Path, metavar="PATH", help="local state-dict file of the classifier")
-    parser.add_argument("--stream", required=True, type=Path, metavar="CKPT", help="stream checkpoint (best.pt or last.pt)")
-    parser.add_argument("--methods", default="raw_attention,gradcam,gradcam++,scorecam", help="comma-separated method names")
+    parser.add_argument(
+        "--stream", required=True, type=Path, metavar="CKPT", help="stream checkpoint (best.pt or last.pt)"
+    )
+    parser.add_argument(
+        "--methods", default="raw_attention,gradcam,gradcam++,scorecam", help="comma-separated method names"
+    )
     parser.add_argument("--pooling", default="gap,ca", help="comma-separated poolings")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate N images spread evenly over the (class-sorted) folder, so every class is represented")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate N images spread evenly over the (class-sorted) folder, so every class is represented",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--step", type=int, default=None, help="insertion/deletion pixels per step (default one row)")
@@ -79,16 +89,28 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = attach_stream(build_classifier(args.arch, args.weights).to(device))
     if len(dataset.classes) != model.num_classes:
-        raise ValueError(f"{root} has {len(dataset.classes)} class folders but the classifier has "
-                         f"{model.num_classes} outputs; point --data at data with the classifier's classes")
+        raise ValueError(
+            f"{root} has {len(dataset.classes)} class folders but the classifier has "
+            f"{model.num_classes} outputs; point --data at data with the classifier's classes"
+        )
     load_stream(model, args.stream)
     if args.limit is not None:
         dataset = torch.utils.data.Subset(dataset, spread_indices(len(dataset), args.limit))
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-                        collate_fn=skip_none_collate)
-    result = compare(model, loader, methods=methods, poolings=poolings, mean=mean, std=std, step=args.step,
-                     targets=args.targets, progress=not args.no_progress,
-                     class_names=list(getattr(dataset, "classes", None) or dataset.dataset.classes))
+    loader = DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers, collate_fn=skip_none_collate
+    )
+    result = compare(
+        model,
+        loader,
+        methods=methods,
+        poolings=poolings,
+        mean=mean,
+        std=std,
+        step=args.step,
+        targets=args.targets,
+        progress=not args.no_progress,
+        class_names=list(getattr(dataset, "classes", None) or dataset.dataset.classes),
+    )
     out = args.out
     result.to_csv(out / "metrics.csv")
     result.to_json(out / "metrics.json")

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files")
     parser.add_argument(
-        "--methods", default=_DEFAULT_METHODS,
+        "--methods",
+        default=_DEFAULT_METHODS,
         help=f"comma-separated method names (default {_DEFAULT_METHODS}); e.g. gradcam, gradcam++, scorecam, "
         "raw_attention, xgradcam, eigencam, layercam, hirescam, ablationcam, fullgrad",
     )
@@ -173,12 +174,17 @@ def run(args: argparse.Namespace) -> int:
     if args.stream:
         load_stream(model, args.stream)
     elif "ca" in poolings:
-        print("xai-pool explain: warning: no --stream given, the CA-Stream is untrained (random): CA maps and "
-              "predictions are meaningless", file=sys.stderr)
+        print(
+            "xai-pool explain: warning: no --stream given, the CA-Stream is untrained (random): CA maps and "
+            "predictions are meaningless",
+            file=sys.stderr,
+        )
     skipped = [name for name, cls in method_classes.items() if issubclass(cls, RawAttention) and "gap" in poolings]
     if skipped:
-        print(f"xai-pool explain: note: {', '.join(skipped)} skipped for pooling gap (GAP has no attention map)",
-              file=sys.stderr)
+        print(
+            f"xai-pool explain: note: {', '.join(skipped)} skipped for pooling gap (GAP has no attention map)",
+            file=sys.stderr,
+        )
 
     transform, mean, std, size = _preprocessing(args.arch, args.image_size)
     names = _class_names(args.arch)
@@ -207,8 +213,15 @@ def run(args: argparse.Namespace) -> int:
             rows.append(row)
             for name, pooling in jobs:
                 bar.set_postfix_str(f"{stem} {name} {pooling}")
-                saliency = explain(model, x, method_classes[name], pooling=pooling, targets=args.target_class,
-                                   target_layers=args.target_layer, batch_size=args.batch_size)[0]
+                saliency = explain(
+                    model,
+                    x,
+                    method_classes[name],
+                    pooling=pooling,
+                    targets=args.target_class,
+                    target_layers=args.target_layer,
+                    batch_size=args.batch_size,
+                )[0]
                 base = out / f"{stem}_{_slug(name)}_{pooling}"
                 np.save(base.with_suffix(".npy"), saliency)
                 _save_png(overlay(rgb, saliency), base.with_suffix(".png"))

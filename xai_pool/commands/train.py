@@ -34,32 +34,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data = parser.add_argument_group("data and model")
     data.add_argument("--data", required=True, type=Path, metavar="DIR", help="folder with train/ and val/ sub-folders")
-    data.add_argument("--arch", required=True,
-                      help="torchvision or timm classifier name (e.g. resnet50), or shapes_resnet")
-    data.add_argument("--weights", type=Path, metavar="PATH",
-                      help="local state-dict file of the classifier (nothing is downloaded; "
-                           "optional only for shapes_resnet)")
-    data.add_argument("--out", required=True, type=Path, metavar="DIR",
-                      help="output folder for checkpoints and the log")
+    data.add_argument(
+        "--arch", required=True, help="torchvision or timm classifier name (e.g. resnet50), or shapes_resnet"
+    )
+    data.add_argument(
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help="local state-dict file of the classifier (nothing is downloaded; optional only for shapes_resnet)",
+    )
+    data.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="output folder for checkpoints and the log"
+    )
     data.add_argument("--image-size", type=int, default=224, help="training crop and evaluation centre crop, in pixels")
-    data.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                      help="data-loading processes per training process")
+    data.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data-loading processes per training process"
+    )
 
     optim = parser.add_argument_group("optimisation (paper defaults)")
     optim.add_argument("--epochs", type=int, default=90)
-    optim.add_argument("--batch-size", type=int, default=256,
-                       help="global batch size (split evenly over torchrun processes)")
+    optim.add_argument(
+        "--batch-size", type=int, default=256, help="global batch size (split evenly over torchrun processes)"
+    )
     optim.add_argument("--lr", type=float, default=0.1, help="learning rate for the global batch")
     optim.add_argument("--momentum", type=float, default=0.9)
     optim.add_argument("--weight-decay", type=float, default=1e-4)
-    optim.add_argument("--schedule", choices=("step", "cosine"), default="step",
-                       help="step: /10 every --lr-step-epochs")
+    optim.add_argument(
+        "--schedule", choices=("step", "cosine"), default="step", help="step: /10 every --lr-step-epochs"
+    )
     optim.add_argument("--lr-step-epochs", type=int, default=30)
     optim.add_argument("--warmup-epochs", type=float, default=0.0)
     optim.add_argument("--label-smoothing", type=float, default=0.0)
     optim.add_argument("--label-free", action="store_true", help="no labels: distil the frozen GAP prediction (KL)")
-    optim.add_argument("--init", choices=("xavier", "identity"), default="xavier",
-                       help="stream initialisation: the authors' xavier, or the last Linear as the identity")
+    optim.add_argument(
+        "--init",
+        choices=("xavier", "identity"),
+        default="xavier",
+        help="stream initialisation: the authors' xavier, or the last Linear as the identity",
+    )
     optim.add_argument("--seed", type=int, default=0)
 
     stream = parser.add_argument_group("stream")
@@ -71,10 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     runtime = parser.add_argument_group("run")
     runtime.add_argument("--resume", action="store_true", help="continue from --out/train_state.pt (new run if absent)")
     runtime.add_argument("--overwrite", action="store_true", help="start a new run in an --out that holds one")
-    runtime.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
-                         help="also checkpoint every N steps")
-    runtime.add_argument("--max-steps", type=int, default=None,
-                         help="stop after N optimizer steps in total (resumable)")
+    runtime.add_argument(
+        "--checkpoint-every", type=int, default=None, metavar="STEPS", help="also checkpoint every N steps"
+    )
+    runtime.add_argument(
+        "--max-steps", type=int, default=None, help="stop after N optimizer steps in total (resumable)"
+    )
     runtime.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     runtime.add_argument("--amp", choices=tuple(_AMP), default="auto", help="mixed precision (auto: on for CUDA)")
     runtime.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -163,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
 
     classifier = build_classifier(args.arch, args.weights)
     model = attach_stream(
-        classifier, start_stage=args.start_stage, heads=args.heads, project_kv=args.project_kv,
+        classifier,
+        start_stage=args.start_stage,
+        heads=args.heads,
+        project_kv=args.project_kv,
         class_specific=args.class_specific,
     )
     n_classes = len(train_set.classes)
@@ -180,18 +197,35 @@ def run(args: argparse.Namespace) -> int:
 
     per_process = args.batch_size // world_size
     pin = args.device != "cpu" and torch.cuda.is_available()
-    common = dict(num_workers=args.workers, collate_fn=skip_none_collate, pin_memory=pin,
-                  persistent_workers=args.workers > 0)
+    common = dict(
+        num_workers=args.workers, collate_fn=skip_none_collate, pin_memory=pin, persistent_workers=args.workers > 0
+    )
     train_loader = DataLoader(train_set, batch_size=per_process, shuffle=True, **common)
     val_loader = DataLoader(val_set, batch_size=per_process, shuffle=False, **common)
 
     history = train_stream(
-        model, train_loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, schedule=args.schedule, lr_step_epochs=args.lr_step_epochs,
-        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, label_free=args.label_free,
-        init=args.init, out_dir=args.out, checkpoint_every_steps=args.checkpoint_every, resume=args.resume,
-        overwrite=args.overwrite, max_steps=args.max_steps, device=None if args.device == "auto" else args.device,
-        amp=_AMP[args.amp], seed=args.seed, progress=False if args.quiet else None,
+        model,
+        train_loader,
+        val_loader=val_loader,
+        epochs=args.epochs,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        lr_step_epochs=args.lr_step_epochs,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        label_free=args.label_free,
+        init=args.init,
+        out_dir=args.out,
+        checkpoint_every_steps=args.checkpoint_every,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        max_steps=args.max_steps,
+        device=None if args.device == "auto" else args.device,
+        amp=_AMP[args.amp],
+        seed=args.seed,
+        progress=False if args.quiet else None,
     )
     if rank == 0:
         _print_summary(history, args.out)

@@ -14,4 +14,10 @@ __all__ = [
     "Photos",
     "load_photo",
     "sample_photos",
-    "SHAPE_CLASSES", "SHAPES_MEAN", "SHAPES_STD", "RenderedScene", "ShapesScenes", "normalization"]
+    "SHAPE_CLASSES",
+    "SHAPES_MEAN",
+    "SHAPES_STD",
+    "RenderedScene",
+    "ShapesScenes",
+    "normalization",
+]

@@ -95,6 +95,7 @@ def normalization() -> tuple[tuple[float, float, float], tuple[float, float, flo
 # fits in the unit disk, and returns a boolean array. Areas differ by at most about 2x (0.9 to
 # 2.0 in unit-frame units) while the drawn scale varies by 1.5x, so size is a weak cue at best.
 
+
 def _circle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return u * u + v * v <= 0.80**2
 
@@ -314,8 +315,9 @@ def _free_spot(
     return None
 
 
-def _render_scene(split_id: int, seed: int, index: int, size: int, distractors: tuple[int, int],
-                 draw_target: bool = True) -> RenderedScene:
+def _render_scene(
+    split_id: int, seed: int, index: int, size: int, distractors: tuple[int, int], draw_target: bool = True
+) -> RenderedScene:
     """Render scene ``index``; every random draw happens whether or not the target is drawn."""
     rng = np.random.default_rng([seed, split_id, index])
     label = index % len(SHAPE_CLASSES)

@@ -35,9 +35,7 @@ def _to_tensor(value: Any, name: str) -> torch.Tensor:
         try:
             return torch.as_tensor(np.asarray(value))
         except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"{name} must be a tensor or numpy array; got a ragged {type(value).__name__}"
-            ) from err
+            raise TypeError(f"{name} must be a tensor or numpy array; got a ragged {type(value).__name__}") from err
     raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
 
 
@@ -62,15 +60,12 @@ def as_maps(saliency: Any, batch: int) -> torch.Tensor:
         raise TypeError(f"saliency must hold real numbers; got {s.dtype}")
     if s.ndim == 4 and s.shape[1] == 1:
         raise ValueError(
-            f"saliency must have shape (B, h, w); got {tuple(s.shape)}. "
-            f"Drop the channel axis with saliency[:, 0]."
+            f"saliency must have shape (B, h, w); got {tuple(s.shape)}. Drop the channel axis with saliency[:, 0]."
         )
     if s.ndim != 3:
         raise ValueError(f"saliency must have shape (B, h, w); got shape {tuple(s.shape)}")
     if s.shape[0] != batch:
-        raise ValueError(
-            f"saliency has {s.shape[0]} maps but images has {batch} images; pass one map per image"
-        )
+        raise ValueError(f"saliency has {s.shape[0]} maps but images has {batch} images; pass one map per image")
     if s.shape[1] == 0 or s.shape[2] == 0:
         raise ValueError(f"saliency maps must not be empty; got shape {tuple(s.shape)}")
     if not s.is_floating_point() or s.dtype in (torch.float16, torch.bfloat16):
@@ -86,10 +81,7 @@ def as_labels(labels: Any, batch: int) -> torch.Tensor | None:
     if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
         raise TypeError(f"labels must be integer class indices; got {y.dtype}. Use labels.long().")
     if y.ndim != 1 or y.shape[0] != batch:
-        raise ValueError(
-            f"labels must have shape ({batch},), one class index per image; "
-            f"got shape {tuple(y.shape)}"
-        )
+        raise ValueError(f"labels must have shape ({batch},), one class index per image; got shape {tuple(y.shape)}")
     if batch and int(y.min()) < 0:
         raise ValueError(f"labels must be class indices >= 0; got {int(y.min())}")
     return y.long()
@@ -98,9 +90,7 @@ def as_labels(labels: Any, batch: int) -> torch.Tensor | None:
 def check_label_range(labels: torch.Tensor, num_classes: int) -> None:
     """Raise when a label is not a valid index into the model's ``num_classes`` outputs."""
     if labels.numel() and int(labels.max()) >= num_classes:
-        raise ValueError(
-            f"labels must be < {num_classes}, the number of model outputs; got {int(labels.max())}"
-        )
+        raise ValueError(f"labels must be < {num_classes}, the number of model outputs; got {int(labels.max())}")
 
 
 def as_masks(masks: Any, batch: int, size: tuple[int, int]) -> torch.Tensor | None:
@@ -111,24 +101,18 @@ def as_masks(masks: Any, batch: int, size: tuple[int, int]) -> torch.Tensor | No
     expected = (batch, *size)
     if tuple(m.shape) != expected:
         raise ValueError(
-            f"masks must have shape (B, H, W) = {expected}, the images' batch and size; "
-            f"got {tuple(m.shape)}"
+            f"masks must have shape (B, H, W) = {expected}, the images' batch and size; got {tuple(m.shape)}"
         )
     if m.dtype == torch.bool:
         return m
     if m.is_complex():
         raise TypeError(f"masks must be bool (or 0/1 numbers); got {m.dtype}")
     if not bool(((m == 0) | (m == 1)).all()):
-        raise ValueError(
-            "masks must be bool or contain only 0 and 1; threshold soft masks first "
-            "(e.g. masks > 0.5)"
-        )
+        raise ValueError("masks must be bool or contain only 0 and 1; threshold soft masks first (e.g. masks > 0.5)")
     return m != 0
 
 
-def as_channel_stats(
-    value: Sequence[float] | torch.Tensor, name: str, channels: int
-) -> torch.Tensor:
+def as_channel_stats(value: Sequence[float] | torch.Tensor, name: str, channels: int) -> torch.Tensor:
     """Turn ``mean``/``std`` into a (1, C, 1, 1) float64 tensor."""
     t = torch.as_tensor(value, dtype=torch.float64).flatten()
     if t.numel() == 1:

@@ -56,6 +56,4 @@ def complexity(normalized: torch.Tensor) -> torch.Tensor:
     total = s.sum(dim=1, keepdim=True)
     p = s / torch.where(total > 0, total, torch.ones_like(total))
     entropy = torch.clamp(-torch.special.xlogy(p, p).sum(dim=1), 0, math.log(n))
-    return torch.where(
-        total.squeeze(1) > 0, 100 * entropy / math.log(n), torch.full_like(entropy, 100.0)
-    )
+    return torch.where(total.squeeze(1) > 0, 100 * entropy / math.log(n), torch.full_like(entropy, 100.0))

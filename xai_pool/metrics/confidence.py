@@ -37,9 +37,7 @@ def probabilities(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 def average_drop(p: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     """Per-image drop in percent, 100 max(0, p - o) / p, and 0 where p == 0."""
     drop = torch.clamp(p - o, min=0)
-    return torch.where(
-        p > 0, 100 * drop / torch.where(p > 0, p, torch.ones_like(p)), torch.zeros_like(p)
-    )
+    return torch.where(p > 0, 100 * drop / torch.where(p > 0, p, torch.ones_like(p)), torch.zeros_like(p))
 
 
 def average_gain(p: torch.Tensor, o: torch.Tensor) -> torch.Tensor:

@@ -151,9 +151,7 @@ def evaluate(
     if m is None and any(name in wanted for name in _LOCALIZATION):
         raise ValueError("the pointing game metrics need masks=(B, H, W) bool object masks")
     step = width if step is None else step
-    percentiles = (
-        _road.check_percentiles(road_percentiles) if any(n in wanted for n in _ROAD) else ()
-    )
+    percentiles = _road.check_percentiles(road_percentiles) if any(n in wanted for n in _ROAD) else ()
     use_model = any(name in wanted for name in (*_CONFIDENCE, *_CURVES, *_ROAD))
     if use_model and masking_space == "pixel" and any(n in wanted for n in _CONFIDENCE):
         mean_t = as_channel_stats(mean, "mean", channels)
@@ -170,11 +168,7 @@ def evaluate(
 
     if "pointing_game" in wanted:
         out["pointing_game"] = (
-            _localization.pointing_game(
-                prepared.scores, m.to(map_device), prepared.constant, tolerance
-            )
-            .cpu()
-            .numpy()
+            _localization.pointing_game(prepared.scores, m.to(map_device), prepared.constant, tolerance).cpu().numpy()
         )
     if "energy_pointing_game" in wanted:
         out["energy_pointing_game"] = (
@@ -229,9 +223,7 @@ def _check_options(batch_size: int, masking_space: str, step: int | None) -> Non
     if masking_space not in ("pixel", "input"):
         raise ValueError(f"masking_space must be 'pixel' or 'input'; got {masking_space!r}")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
-        raise ValueError(
-            f"step must be a positive int (pixels per step) or None for one row; got {step!r}"
-        )
+        raise ValueError(f"step must be a positive int (pixels per step) or None for one row; got {step!r}")
 
 
 class _Engine:
@@ -296,9 +288,7 @@ class _Engine:
                 idx_maps = torch.as_tensor(idx, device=prepared.scores.device)
                 x = images[torch.as_tensor(idx, device=images.device)].to(self.device)
                 chunk_labels = (
-                    labels[torch.as_tensor(idx, device=labels.device)].to(self.device)
-                    if labels is not None
-                    else None
+                    labels[torch.as_tensor(idx, device=labels.device)].to(self.device) if labels is not None else None
                 )
                 ranks = None
                 if wants_curves or wants_road:
@@ -312,9 +302,7 @@ class _Engine:
                 for name in wants_curves:
                     curves[name][idx] = res[name]
                 if wants_road:
-                    road_all[idx] = self._road(
-                        x, ranks, torch.as_tensor(res["target"], device=self.device)
-                    )
+                    road_all[idx] = self._road(x, ranks, torch.as_tensor(res["target"], device=self.device))
         out: dict[str, np.ndarray] = {"target": target}
         p = torch.from_numpy(p_all)
         o = torch.from_numpy(o_all)
@@ -352,11 +340,7 @@ class _Engine:
         for name in wants_curves:
             default = "blur" if name == "insertion" else "zeros"
             slot[name] = len(sources)
-            sources.append(
-                _perturbation.resolve_substrate(
-                    self.substrates[name], x, f"{name}_substrate", default
-                )
-            )
+            sources.append(_perturbation.resolve_substrate(self.substrates[name], x, f"{name}_substrate", default))
         stacked = torch.stack(sources, dim=1) if wants_curves else None
 
         # Job table on the CPU, one column per forward: kind, image, first source, second
@@ -371,17 +355,11 @@ class _Engine:
                 counts, first, second = changed[1:], slot[name], _X
             else:  # points 0..n-1: x on the top-ranked pixels, the substrate elsewhere
                 counts, first, second = changed[:-1], _X, slot[name]
-            blocks.append(
-                _job_block(_WHERE, every.repeat_interleave(n), first, second, counts.repeat(count))
-            )
+            blocks.append(_job_block(_WHERE, every.repeat_interleave(n), first, second, counts.repeat(count)))
         kind, image, first_src, second_src, n_changed = torch.cat(blocks, dim=1)
         jobs = kind.shape[0]
         probs = torch.empty(jobs, dtype=torch.float64, device=self.device)
-        classes = (
-            labels.clone()
-            if labels is not None
-            else torch.zeros(count, dtype=torch.long, device=self.device)
-        )
+        classes = labels.clone() if labels is not None else torch.zeros(count, dtype=torch.long, device=self.device)
 
         workspace = None
         if wants_curves:
@@ -403,9 +381,7 @@ class _Engine:
                 elif job_kind == _EXPLAIN:
                     img = dev(image[pos])
                     parts.append(
-                        _confidence.explanation_images(
-                            x[img], maps[img], self.mean, self.std, self.masking_space
-                        )
+                        _confidence.explanation_images(x[img], maps[img], self.mean, self.std, self.masking_space)
                     )
                 else:
                     parts.append(
@@ -450,14 +426,8 @@ class _Engine:
 
     def _forward(self, batch: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         logits = self.model(batch)
-        if (
-            not isinstance(logits, torch.Tensor)
-            or logits.ndim != 2
-            or logits.shape[0] != batch.shape[0]
-        ):
-            shape = (
-                tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            )
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != batch.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise TypeError(
                 f"model must return a logits tensor of shape (N, num_classes) for N images; "
                 f"got {shape}. "
@@ -473,9 +443,7 @@ class _Engine:
         per_image = 2 * len(self.percentiles)
         probs = []
         for i in range(x.shape[0]):
-            imputed = _road.road_images(
-                x[i], ranks[i], self.percentiles, noise=self.road_noise, seed=self.seed
-            )
+            imputed = _road.road_images(x[i], ranks[i], self.percentiles, noise=self.road_noise, seed=self.seed)
             imputed = imputed.to(self.device, x.dtype)
             scores = []
             for begin in range(0, per_image, self.batch_size):
@@ -485,9 +453,7 @@ class _Engine:
         return torch.stack(probs).cpu().numpy()
 
 
-def _job_block(
-    kind: int, image: torch.Tensor, first: int, second: int, changed: torch.Tensor
-) -> torch.Tensor:
+def _job_block(kind: int, image: torch.Tensor, first: int, second: int, changed: torch.Tensor) -> torch.Tensor:
     size = image.shape[0]
     return torch.stack(
         [

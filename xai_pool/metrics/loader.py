@@ -71,9 +71,7 @@ def evaluate_loader(
     total = _length(loader)
     if total is not None and world > 1:
         total = len(range(rank, total, world))
-    bar = tqdm(
-        batches, total=total, desc="metrics", unit="batch", disable=None if progress else True
-    )
+    bar = tqdm(batches, total=total, desc="metrics", unit="batch", disable=None if progress else True)
     device = model_device(model, torch.device("cpu"))
     results: list[tuple[int, dict[str, np.ndarray]]] = []
     for index, batch in bar:
@@ -109,9 +107,7 @@ def _unpack(batch: Any) -> tuple[torch.Tensor, Any, Any]:
     got = type(batch).__name__
     if isinstance(batch, (list, tuple)):
         got += f" of length {len(batch)}"
-    raise ValueError(
-        f"loader must yield (images, labels) or (images, labels, masks) batches; got {got}"
-    )
+    raise ValueError(f"loader must yield (images, labels) or (images, labels, masks) batches; got {got}")
 
 
 def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -121,9 +117,7 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(dim=1)
 
 
-def _concat(
-    results: list[tuple[int, dict[str, np.ndarray]]], metrics: Sequence[str]
-) -> dict[str, np.ndarray]:
+def _concat(results: list[tuple[int, dict[str, np.ndarray]]], metrics: Sequence[str]) -> dict[str, np.ndarray]:
     if not results:
         return {name: np.empty(0) for name in ([metrics] if isinstance(metrics, str) else metrics)}
     keys = results[0][1].keys()

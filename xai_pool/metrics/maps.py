@@ -47,9 +47,7 @@ class PreparedMaps:
     valid: torch.Tensor
 
 
-def prepare_maps(
-    saliency: torch.Tensor, size: tuple[int, int], *, on_invalid: str = "raise"
-) -> PreparedMaps:
+def prepare_maps(saliency: torch.Tensor, size: tuple[int, int], *, on_invalid: str = "raise") -> PreparedMaps:
     """Upsample and min-max normalise a batch of maps (see the module docstring).
 
     Args:
@@ -83,9 +81,7 @@ def prepare_maps(
     high = flat.amax(dim=1)
     constant = high == low
     if tuple(saliency.shape[1:]) != tuple(size):
-        up = F.interpolate(
-            saliency.unsqueeze(1), size=size, mode="bilinear", align_corners=False
-        ).squeeze(1)
+        up = F.interpolate(saliency.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
     else:
         up = saliency.clone()
     up_flat = up.flatten(1)

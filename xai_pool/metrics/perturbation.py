@@ -117,9 +117,7 @@ def rise_blur(images: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch
     return F.conv2d(images, weight, padding=size // 2, groups=channels)
 
 
-def resolve_substrate(
-    substrate: Substrate, images: torch.Tensor, name: str, default: str
-) -> torch.Tensor:
+def resolve_substrate(substrate: Substrate, images: torch.Tensor, name: str, default: str) -> torch.Tensor:
     """Materialise a substrate for a batch of images.
 
     Args:
@@ -153,8 +151,7 @@ def resolve_substrate(
         out = torch.broadcast_to(out.to(images.device, images.dtype), images.shape)
     except RuntimeError as err:
         raise ValueError(
-            f"{name} of shape {tuple(out.shape)} does not broadcast to the images' shape "
-            f"{tuple(images.shape)}"
+            f"{name} of shape {tuple(out.shape)} does not broadcast to the images' shape {tuple(images.shape)}"
         ) from err
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} must be finite")
@@ -170,9 +167,7 @@ class Workspace:
     :func:`perturbed_batch` are views of ``out``: the next batch overwrites them.
     """
 
-    def __init__(
-        self, capacity: int, image_shape: torch.Size, device: torch.device, dtype: torch.dtype
-    ) -> None:
+    def __init__(self, capacity: int, image_shape: torch.Size, device: torch.device, dtype: torch.dtype) -> None:
         channels, height, width = image_shape
         self.out = torch.empty(capacity, channels, height, width, device=device, dtype=dtype)
         self.mask = torch.empty(capacity, height, width, device=device, dtype=torch.bool)

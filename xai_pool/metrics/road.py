@@ -36,9 +36,7 @@ def check_percentiles(percentiles: Sequence[float]) -> tuple[float, ...]:
     """Validate ROAD percentiles: a non-empty sequence of numbers strictly between 0 and 100."""
     values = tuple(float(q) for q in percentiles)
     if not values or any(not 0 < q < 100 for q in values):
-        raise ValueError(
-            f"road_percentiles must be numbers strictly between 0 and 100; got {percentiles!r}"
-        )
+        raise ValueError(f"road_percentiles must be numbers strictly between 0 and 100; got {percentiles!r}")
     return values
 
 
@@ -72,9 +70,7 @@ def road_images(
     out = []
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         # the imputer hands torch tensors to np.argwhere, which NumPy 2 flags as deprecated
-        warnings.filterwarnings(
-            "ignore", message="__array_wrap__ must accept context", category=DeprecationWarning
-        )
+        warnings.filterwarnings("ignore", message="__array_wrap__ must accept context", category=DeprecationWarning)
         torch.manual_seed(seed)
         for most_relevant_first in (True, False):
             for q in check_percentiles(percentiles):

@@ -76,9 +76,7 @@ def cascading_randomization(
 
     randomized = copy.deepcopy(model)
     modules = dict(randomized.named_modules())
-    devices = sorted(
-        {p.device.index or 0 for p in randomized.parameters() if p.device.type == "cuda"}
-    )
+    devices = sorted({p.device.index or 0 for p in randomized.parameters() if p.device.type == "cuda"})
     rows = []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -92,23 +90,15 @@ def cascading_randomization(
 def _cascade(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     modules = dict(model.named_modules())
     if layers is None:
-        names = [
-            name
-            for name, module in modules.items()
-            if any(True for _ in module.parameters(recurse=False))
-        ]
+        names = [name for name, module in modules.items() if any(True for _ in module.parameters(recurse=False))]
         names.reverse()
     else:
         names = list(layers)
         unknown = [name for name in names if name not in modules]
         if unknown:
-            raise ValueError(
-                f"layers {unknown} are not modules of the model; see model.named_modules()"
-            )
+            raise ValueError(f"layers {unknown} are not modules of the model; see model.named_modules()")
     if not names:
-        raise ValueError(
-            "no layer to randomise: the model has no parameters and no layers were given"
-        )
+        raise ValueError("no layer to randomise: the model has no parameters and no layers were given")
     return names
 
 
@@ -126,9 +116,7 @@ def _reinitialize(module: nn.Module) -> None:
 
 
 def _flat_maps(maps: Any, batch: int, size: tuple[int, int]) -> np.ndarray:
-    prepared = prepare_maps(
-        as_maps(maps if not isinstance(maps, torch.Tensor) else maps.detach(), batch), size
-    )
+    prepared = prepare_maps(as_maps(maps if not isinstance(maps, torch.Tensor) else maps.detach(), batch), size)
     return prepared.normalized.flatten(1).cpu().numpy()
 
 

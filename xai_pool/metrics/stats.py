@@ -92,17 +92,11 @@ def compare(
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("a and b must both be arrays or both be dicts of per-image arrays")
     if isinstance(a, Mapping):
-        names = [
-            name
-            for name, values in a.items()
-            if _is_metric(values) and name in b and _is_metric(b[name])
-        ]
+        names = [name for name, values in a.items() if _is_metric(values) and name in b and _is_metric(b[name])]
         if not names:
             raise ValueError("a and b share no per-image metric to compare")
         return {
-            name: _compare(
-                np.asarray(a[name]), np.asarray(b[name]), confidence, n_resamples, seed, name
-            )
+            name: _compare(np.asarray(a[name]), np.asarray(b[name]), confidence, n_resamples, seed, name)
             for name in names
         }
     return _compare(np.asarray(a), np.asarray(b), confidence, n_resamples, seed, "a")
@@ -120,17 +114,13 @@ def _check_confidence(confidence: float) -> None:
 
 def _as_1d(values: np.ndarray, name: str) -> np.ndarray:
     if values.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D array of per-image values; got shape {values.shape}"
-        )
+        raise ValueError(f"{name} must be a 1-D array of per-image values; got shape {values.shape}")
     if values.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold numbers; got dtype {values.dtype}")
     return values.astype(np.float64)
 
 
-def _mean_ci(
-    values: np.ndarray, confidence: float, n_resamples: int, seed: int
-) -> tuple[float, float]:
+def _mean_ci(values: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
     if values.size == 0:
         return float("nan"), float("nan")
     if values.size == 1 or np.all(values == values[0]):
@@ -159,9 +149,7 @@ def _rng_kwarg(seed: int) -> dict[str, Any]:
     return {"random_state": np.random.default_rng(seed)}
 
 
-def _summary(
-    values: np.ndarray, confidence: float, n_resamples: int, seed: int, name: str
-) -> dict[str, float]:
+def _summary(values: np.ndarray, confidence: float, n_resamples: int, seed: int, name: str) -> dict[str, float]:
     values = _as_1d(values, name)
     finite = values[~np.isnan(values)]
     low, high = _mean_ci(finite, confidence, n_resamples, seed)
@@ -181,8 +169,7 @@ def _compare(
     b = _as_1d(b, name)
     if a.shape != b.shape:
         raise ValueError(
-            f"paired comparison needs the same images in a and b; got {a.size} and {b.size} "
-            f"values for {name}"
+            f"paired comparison needs the same images in a and b; got {a.size} and {b.size} values for {name}"
         )
     keep = ~(np.isnan(a) | np.isnan(b))
     a, b = a[keep], b[keep]

@@ -11,5 +11,11 @@ from __future__ import annotations
 from .results import METRIC_COLUMNS, ComparisonResult
 from .runner import DEFAULT_METHODS, DEFAULT_REPORT_METRICS, LOCALISATION_METRICS, compare
 
-__all__ = ["compare", "ComparisonResult", "DEFAULT_METHODS", "DEFAULT_REPORT_METRICS", "LOCALISATION_METRICS",
-           "METRIC_COLUMNS"]
+__all__ = [
+    "compare",
+    "ComparisonResult",
+    "DEFAULT_METHODS",
+    "DEFAULT_REPORT_METRICS",
+    "LOCALISATION_METRICS",
+    "METRIC_COLUMNS",
+]

@@ -27,13 +27,23 @@ def build_figures(result: "ComparisonResult") -> dict[str, Any]:
         names = result.class_names
         titles = [f"#{i}, true: {names[int(y)] if names else int(y)}" for i, y in enumerate(examples["labels"])]
         figures["side_by_side"] = viz.side_by_side(
-            examples["images"], raw_attention=raw, methods=methods or None, predictions=examples["pred"],
-            titles=titles, class_names=names, mean=result.mean, std=result.std,
+            examples["images"],
+            raw_attention=raw,
+            methods=methods or None,
+            predictions=examples["pred"],
+            titles=titles,
+            class_names=names,
+            mean=result.mean,
+            std=result.std,
             suptitle="Saliency maps: GAP vs CA (paper Figure 2 layout)",
         )
         if raw is not None:
             figures["attention_grid"] = viz.attention_grid(
-                examples["images"], raw, titles=titles, mean=result.mean, std=result.std,
+                examples["images"],
+                raw,
+                titles=titles,
+                mean=result.mean,
+                std=result.std,
                 suptitle="Raw CA attention (class-agnostic)",
             )
     for kind in ("insertion", "deletion"):
@@ -41,7 +51,9 @@ def build_figures(result: "ComparisonResult") -> dict[str, Any]:
         if curves:
             n_points = len(next(iter(curves.values())))
             x = _fractions(curve_fractions, n_points, result)
-            auc = {pair: float(result.per_image[pair][kind].mean()) for pair in curves if kind in result.per_image[pair]}
+            auc = {
+                pair: float(result.per_image[pair][kind].mean()) for pair in curves if kind in result.per_image[pair]
+            }
             figures[f"{kind}_curves"] = viz.insertion_deletion_curves(curves, kind=kind, x=x, auc=auc)
     rows = list(result.summary)
     for pooling, acc in result.accuracy.items():

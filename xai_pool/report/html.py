@@ -63,8 +63,12 @@ def render_html(result: "ComparisonResult", *, title: str) -> str:
     ]
     for name, fig in result.figures().items():
         data = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
-        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' "
-                     f"src='data:image/png;base64,{data}'>")
-    parts.append(f"<p class='note'>{result.n_images} images, {result.seconds:.0f} s. "
-                 "AD and D: lower is better; the others: higher is better.</p></body></html>")
+        parts.append(
+            f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' "
+            f"src='data:image/png;base64,{data}'>"
+        )
+    parts.append(
+        f"<p class='note'>{result.n_images} images, {result.seconds:.0f} s. "
+        "AD and D: lower is better; the others: higher is better.</p></body></html>"
+    )
     return "\n".join(parts)

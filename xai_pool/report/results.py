@@ -80,7 +80,9 @@ class ComparisonResult:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_batches(cls, records: list[dict[str, Any]], *, pairs: list[tuple[str, str]], **kwargs: Any) -> "ComparisonResult":
+    def from_batches(
+        cls, records: list[dict[str, Any]], *, pairs: list[tuple[str, str]], **kwargs: Any
+    ) -> "ComparisonResult":
         """Assemble per-batch records (in dataset order) from :func:`compare`."""
         if not records:
             raise ValueError("no images were evaluated: the data is empty (or every image was unreadable)")
@@ -94,9 +96,7 @@ class ComparisonResult:
                 for k in parts[0]
                 if k not in _CURVES and np.asarray(parts[0][k]).ndim == 1
             }
-            curves[pair] = {
-                k: np.concatenate([p[k] for p in parts]).mean(axis=0) for k in _CURVES if k in parts[0]
-            }
+            curves[pair] = {k: np.concatenate([p[k] for p in parts]).mean(axis=0) for k in _CURVES if k in parts[0]}
         examples: dict[str, Any] = {}
         first = [r for r in records if "images" in r]
         if first:
@@ -150,16 +150,22 @@ class ComparisonResult:
 
         rows: list[dict[str, Any]] = []
         for method, pooling in self.pairs:
-            stats = summarize({k: v for k, v in self.per_image[(method, pooling)].items() if k in self.metrics},
-                              confidence=self.confidence, seed=self.seed)
-            other = ("gap" if pooling == "ca" else "ca")
+            stats = summarize(
+                {k: v for k, v in self.per_image[(method, pooling)].items() if k in self.metrics},
+                confidence=self.confidence,
+                seed=self.seed,
+            )
+            other = "gap" if pooling == "ca" else "ca"
             paired = None
             if (method, other) in self.per_image:
                 a = self.per_image[(method, "ca")]
                 b = self.per_image[(method, "gap")]
-                paired = paired_compare({k: a[k] for k in self.metrics if k in a},
-                                        {k: b[k] for k in self.metrics if k in b},
-                                        confidence=self.confidence, seed=self.seed)
+                paired = paired_compare(
+                    {k: a[k] for k in self.metrics if k in a},
+                    {k: b[k] for k in self.metrics if k in b},
+                    confidence=self.confidence,
+                    seed=self.seed,
+                )
             for metric in self.metrics:
                 if metric not in stats:
                     continue
@@ -214,8 +220,11 @@ class ComparisonResult:
 
     def to_markdown(self) -> str:
         """The summary as Markdown: accuracy, then Table 1 (mean [95% CI], p-value of CA vs GAP)."""
-        lines = [f"Images: {self.n_images}. Cells: mean [{self.confidence:.0%} bootstrap CI]; "
-                 "p: paired Wilcoxon signed-rank test of CA vs GAP on the same images.", ""]
+        lines = [
+            f"Images: {self.n_images}. Cells: mean [{self.confidence:.0%} bootstrap CI]; "
+            "p: paired Wilcoxon signed-rank test of CA vs GAP on the same images.",
+            "",
+        ]
         lines += ["| Pooling | Accuracy (%) |", "|---|---|"]
         for p in self.poolings:
             acc = self.accuracy[p]
@@ -247,10 +256,15 @@ class ComparisonResult:
         gap = [f"{method_title(m)} {titles.get(k, k)}" for (m, k), w in wins.items() if w == "gap"]
         tie = [f"{method_title(m)} {titles.get(k, k)}" for (m, k), w in wins.items() if w == "tie"]
         acc = " / ".join(f"{p.upper()} {self.accuracy[p]['mean']:.1f}%" for p in self.poolings)
-        first = (f"CA was significantly better than GAP (p < 0.05) on: {', '.join(ca)}." if ca
-                 else "CA was significantly better than GAP on no metric.")
-        second = (f"GAP was significantly better on: {', '.join(gap) or 'nothing'}; no significant difference on: "
-                  f"{', '.join(tie) or 'nothing'} (accuracy {acc}).")
+        first = (
+            f"CA was significantly better than GAP (p < 0.05) on: {', '.join(ca)}."
+            if ca
+            else "CA was significantly better than GAP on no metric."
+        )
+        second = (
+            f"GAP was significantly better on: {', '.join(gap) or 'nothing'}; no significant difference on: "
+            f"{', '.join(tie) or 'nothing'} (accuracy {acc})."
+        )
         return f"{first} {second}"
 
     # ------------------------------------------------------------------ exports
@@ -272,9 +286,17 @@ class ComparisonResult:
         writer.writerow(["image", "method", "pooling", "label", "prediction", "probability", *self.metrics])
         for (method, pooling), values in self.per_image.items():
             for i in range(self.n_images):
-                writer.writerow([i, method, pooling, int(self.labels[i]), int(self.predictions[pooling][i]),
-                                 f"{self.probabilities[pooling][i]:.6f}",
-                                 *(_csv_value(values[m][i]) if m in values else "" for m in self.metrics)])
+                writer.writerow(
+                    [
+                        i,
+                        method,
+                        pooling,
+                        int(self.labels[i]),
+                        int(self.predictions[pooling][i]),
+                        f"{self.probabilities[pooling][i]:.6f}",
+                        *(_csv_value(values[m][i]) if m in values else "" for m in self.metrics),
+                    ]
+                )
         return atomic_write_text(path, buffer.getvalue())
 
     def to_dict(self) -> dict[str, Any]:
@@ -349,4 +371,3 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-

@@ -29,8 +29,13 @@ def _as_loader(data: Any, batch_size: int, limit: int | None) -> Iterable[Any]:
     if isinstance(data, DataLoader) or not isinstance(data, Dataset):
         if limit is not None and isinstance(data, DataLoader) and hasattr(data.dataset, "__len__"):
             subset = Subset(data.dataset, range(min(limit, len(data.dataset))))
-            return DataLoader(subset, batch_size=data.batch_size or batch_size, shuffle=False,
-                              num_workers=data.num_workers, collate_fn=data.collate_fn)
+            return DataLoader(
+                subset,
+                batch_size=data.batch_size or batch_size,
+                shuffle=False,
+                num_workers=data.num_workers,
+                collate_fn=data.collate_fn,
+            )
         return data
     if limit is not None:
         data = Subset(data, range(min(limit, len(data))))
@@ -125,8 +130,13 @@ def compare(
     local: list[tuple[int, dict[str, Any]]] = []
     started = time.perf_counter()
     total = len(loader) if hasattr(loader, "__len__") else None
-    bar = tqdm(shard_batches(loader, rank, world), total=total, desc="compare", unit="batch",
-               disable=None if progress else True)
+    bar = tqdm(
+        shard_batches(loader, rank, world),
+        total=total,
+        desc="compare",
+        unit="batch",
+        disable=None if progress else True,
+    )
     seen = 0
     for index, batch in bar:
         unpacked = _unpack(batch)
@@ -141,17 +151,36 @@ def compare(
                     probs = model(images).float().softmax(dim=1)
                 record["pred"][pooling] = probs.argmax(1).cpu().numpy()
                 record["prob"][pooling] = probs.max(1).values.cpu().numpy()
-        use_metrics = tuple(metrics) if metrics is not None else (
-            DEFAULT_REPORT_METRICS + (LOCALISATION_METRICS if masks is not None else ())
+        use_metrics = (
+            tuple(metrics)
+            if metrics is not None
+            else (DEFAULT_REPORT_METRICS + (LOCALISATION_METRICS if masks is not None else ()))
         )
         keep = max(0, keep_examples - index * images.shape[0]) if rank == 0 else 0
         for method, pooling in pairs:
             classes = labels if targets == "label" else torch.as_tensor(record["pred"][pooling], device=device)
-            maps = explain(model, images, by_name[method], pooling=pooling, targets=classes.tolist(),
-                           **method_kwargs.get(method, {}))
+            maps = explain(
+                model,
+                images,
+                by_name[method],
+                pooling=pooling,
+                targets=classes.tolist(),
+                **method_kwargs.get(method, {}),
+            )
             with model.pooling_as(pooling):
-                scores = evaluate(model, images, maps, classes, metrics=use_metrics, masks=masks, mean=mean, std=std,
-                                  step=step, batch_size=eval_batch_size, return_curves=True)
+                scores = evaluate(
+                    model,
+                    images,
+                    maps,
+                    classes,
+                    metrics=use_metrics,
+                    masks=masks,
+                    mean=mean,
+                    std=std,
+                    step=step,
+                    batch_size=eval_batch_size,
+                    return_curves=True,
+                )
             record["scores"][(method, pooling)] = scores
             if keep:
                 record["maps"][(method, pooling)] = maps[:keep]
@@ -172,7 +201,12 @@ def compare(
         confidence=confidence,
         seed=seed,
         seconds=time.perf_counter() - started,
-        config={"methods": list(methods), "poolings": list(poolings), "targets": targets, "step": step,
-                "metrics": list(metrics) if metrics is not None else None, "world_size": world},
+        config={
+            "methods": list(methods),
+            "poolings": list(poolings),
+            "targets": targets,
+            "step": step,
+            "metrics": list(metrics) if metrics is not None else None,
+            "world_size": world,
+        },
     )
-

@@ -118,7 +118,7 @@ class ScoreCAM(BaseCAM):
                 batches = tqdm.tqdm(batches, desc="Score-CAM", unit="batch", leave=False)
             size = tuple(input_tensor.shape[-2:])
             for start in batches:
-                image_idx, channel_idx = pairs[start:start + self.batch_size].unbind(dim=1)
+                image_idx, channel_idx = pairs[start : start + self.batch_size].unbind(dim=1)
                 masks = self._masks(acts[image_idx, channel_idx], size, input_tensor.device)
                 outputs = self._run(input_tensor[image_idx] * masks[:, None])
                 row_scores = [_score(targets[int(b)], o) for b, o in zip(image_idx, outputs)]

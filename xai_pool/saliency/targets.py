@@ -58,8 +58,11 @@ def resolve_targets(targets: TargetSpec, batch_size: int, *, num_classes: int | 
     if isinstance(targets, (torch.Tensor, np.ndarray)):
         if targets.ndim == 0:
             targets = targets.item()
-        elif targets.ndim == 1 and not (targets.dtype.is_floating_point if isinstance(targets, torch.Tensor)
-                                        else np.issubdtype(targets.dtype, np.floating)):
+        elif targets.ndim == 1 and not (
+            targets.dtype.is_floating_point
+            if isinstance(targets, torch.Tensor)
+            else np.issubdtype(targets.dtype, np.floating)
+        ):
             targets = [int(t) for t in targets.tolist()]
         else:
             raise ValueError(

@@ -263,9 +263,7 @@ def prepare_train_loader(loader: Any, *, seed: int, rank: int, world_size: int) 
         return PreparedLoader(loader, None, getattr(loader, "batch_size", None), steps, None)
     shuffle = bool(_loader_shuffles(loader))
     dataset = loader.dataset
-    sampler = ResumableSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
-    )
+    sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
     rebuilt = _rebuild(loader, SeededSamples(dataset), loader.batch_size, sampler, loader.drop_last, seed)
     size = len(dataset)  # type: ignore[arg-type]
     return PreparedLoader(rebuilt, sampler, loader.batch_size, len(rebuilt), size)

@@ -22,7 +22,15 @@ from torch.nn.parallel import DistributedDataParallel
 from ..model import CAModel
 
 __all__ = [
-    "DistInfo", "env_world", "setup", "cleanup", "resolve_device", "ddp_stream", "plain_stream", "barrier", "all_reduce_sum",
+    "DistInfo",
+    "env_world",
+    "setup",
+    "cleanup",
+    "resolve_device",
+    "ddp_stream",
+    "plain_stream",
+    "barrier",
+    "all_reduce_sum",
 ]
 
 

@@ -50,9 +50,7 @@ class Objective:
             kl = F.kl_div(logits.log_softmax(1), gap_logits.float().log_softmax(1), log_target=True, reduction="sum")
             return kl / logits.shape[0] if reduction == "mean" else kl
         if labels is None:
-            raise ValueError(
-                "the batches have no labels; give (images, labels) batches, or train with label_free=True"
-            )
+            raise ValueError("the batches have no labels; give (images, labels) batches, or train with label_free=True")
         return self._ce[reduction](logits, labels)
 
 

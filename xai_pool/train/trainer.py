@@ -256,21 +256,53 @@ def train_stream(
         ...                                 val_loader=val_loader, out_dir="runs/r50")
     """
     _check_args(
-        model, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, label_free=label_free, init=init,
-        out_dir=out_dir, checkpoint_every_steps=checkpoint_every_steps, resume=resume, max_steps=max_steps,
-        amp=amp, seed=seed,
+        model,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        label_free=label_free,
+        init=init,
+        out_dir=out_dir,
+        checkpoint_every_steps=checkpoint_every_steps,
+        resume=resume,
+        max_steps=max_steps,
+        amp=amp,
+        seed=seed,
     )
     _, _, local_rank = dist_utils.env_world()
     resolved = dist_utils.resolve_device(device, local_rank)
     info = dist_utils.setup(resolved)
     try:
         run = _Run(
-            model, train_loader, val_loader, info=info, device=resolved, epochs=epochs, lr=lr, momentum=momentum,
-            weight_decay=weight_decay, schedule=schedule, lr_step_epochs=lr_step_epochs, lr_gamma=lr_gamma,
-            warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, label_free=label_free, init=init,
-            out_dir=out_dir, checkpoint_every_steps=checkpoint_every_steps, resume=resume, overwrite=overwrite,
-            max_steps=max_steps, amp=amp, seed=seed, progress=progress, on_step=on_step,
+            model,
+            train_loader,
+            val_loader,
+            info=info,
+            device=resolved,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            lr_step_epochs=lr_step_epochs,
+            lr_gamma=lr_gamma,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            label_free=label_free,
+            init=init,
+            out_dir=out_dir,
+            checkpoint_every_steps=checkpoint_every_steps,
+            resume=resume,
+            overwrite=overwrite,
+            max_steps=max_steps,
+            amp=amp,
+            seed=seed,
+            progress=progress,
+            on_step=on_step,
         )
         return run.run()
     finally:
@@ -308,15 +340,23 @@ def evaluate_stream(
     model.eval()
     try:
         sums = evaluate_sums(
-            model, batches, Objective(label_free=label_free), device=resolved,
-            amp_dtype=_amp_dtype(amp, resolved), counts=counts,
+            model,
+            batches,
+            Objective(label_free=label_free),
+            device=resolved,
+            amp_dtype=_amp_dtype(amp, resolved),
+            counts=counts,
         )
     finally:
         model.train(was_training)
     metrics = _eval_metrics(sums.cpu(), label_free)
     return {
-        "loss": metrics["val_loss"], "acc_ca": metrics["val_acc_ca"], "acc_gap": metrics["val_acc_gap"],
-        "agreement": metrics["val_agreement"], "count": int(sums[1]), "skipped": int(sums[6]),
+        "loss": metrics["val_loss"],
+        "acc_ca": metrics["val_acc_ca"],
+        "acc_gap": metrics["val_acc_gap"],
+        "agreement": metrics["val_agreement"],
+        "count": int(sums[1]),
+        "skipped": int(sums[6]),
     }
 
 
@@ -350,10 +390,35 @@ _TRAIN_FIELDS = ("loss", "correct", "count", "skipped", "seconds")
 class _Run:
     """One call of :func:`train_stream`: the loaders, optimizer, schedule and loop."""
 
-    def __init__(self, model: CAModel, train_loader: Iterable, val_loader: Iterable | None, *, info, device,
-                 epochs, lr, momentum, weight_decay, schedule, lr_step_epochs, lr_gamma, warmup_epochs,
-                 label_smoothing, label_free, init, out_dir, checkpoint_every_steps, resume, overwrite, max_steps,
-                 amp, seed, progress, on_step) -> None:
+    def __init__(
+        self,
+        model: CAModel,
+        train_loader: Iterable,
+        val_loader: Iterable | None,
+        *,
+        info,
+        device,
+        epochs,
+        lr,
+        momentum,
+        weight_decay,
+        schedule,
+        lr_step_epochs,
+        lr_gamma,
+        warmup_epochs,
+        label_smoothing,
+        label_free,
+        init,
+        out_dir,
+        checkpoint_every_steps,
+        resume,
+        overwrite,
+        max_steps,
+        amp,
+        seed,
+        progress,
+        on_step,
+    ) -> None:
         self.model, self.info, self.device = model, info, device
         self.epochs, self.max_steps, self.on_step = epochs, max_steps, on_step
         self.checkpoint_every = checkpoint_every_steps
@@ -384,15 +449,29 @@ class _Run:
 
         self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.scheduler = build_scheduler(
-            self.optimizer, schedule, epochs=epochs, steps_per_epoch=self.train.steps_per_epoch,
-            warmup_epochs=warmup_epochs, step_epochs=lr_step_epochs, gamma=lr_gamma,
+            self.optimizer,
+            schedule,
+            epochs=epochs,
+            steps_per_epoch=self.train.steps_per_epoch,
+            warmup_epochs=warmup_epochs,
+            step_epochs=lr_step_epochs,
+            gamma=lr_gamma,
         )
         self.config = {
-            "epochs": epochs, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule,
-            "lr_step_epochs": lr_step_epochs, "lr_gamma": lr_gamma, "warmup_epochs": warmup_epochs,
-            "label_smoothing": label_smoothing, "label_free": label_free, "seed": seed,
+            "epochs": epochs,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "schedule": schedule,
+            "lr_step_epochs": lr_step_epochs,
+            "lr_gamma": lr_gamma,
+            "warmup_epochs": warmup_epochs,
+            "label_smoothing": label_smoothing,
+            "label_free": label_free,
+            "seed": seed,
             "global_batch": (self.train.batch_size or 0) * info.world_size,
-            "steps_per_epoch": self.train.steps_per_epoch, "dataset_size": self.train.dataset_size,
+            "steps_per_epoch": self.train.steps_per_epoch,
+            "dataset_size": self.train.dataset_size,
         }
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.sums = self._zero_sums()
@@ -514,14 +593,23 @@ class _Run:
                 if self.out_dir is not None and (stop or periodic):
                     self._save_state()
                 if self.on_step is not None:
-                    self.on_step({
-                        "epoch": self.epoch + 1, "step": self.step_in_epoch, "global_step": self.global_step,
-                        "loss": self._last_loss, "lr": self._lr_of_step(self.global_step - 1),
-                    })
+                    self.on_step(
+                        {
+                            "epoch": self.epoch + 1,
+                            "step": self.step_in_epoch,
+                            "global_step": self.global_step,
+                            "loss": self._last_loss,
+                            "lr": self._lr_of_step(self.global_step - 1),
+                        }
+                    )
                 if stop:
                     if self.info.is_main:
-                        logger.info("max_steps=%d reached at epoch %d, step %d; resume=True continues",
-                                    self.max_steps, self.epoch + 1, self.step_in_epoch)
+                        logger.info(
+                            "max_steps=%d reached at epoch %d, step %d; resume=True continues",
+                            self.max_steps,
+                            self.epoch + 1,
+                            self.step_in_epoch,
+                        )
                     return False
         finally:
             if bar is not None:
@@ -547,8 +635,11 @@ class _Run:
     def _empty_batch(self, last_images: Tensor | None) -> None:
         """A batch whose images were all unreadable: skip it (all processes must still step)."""
         if self.info.is_main:
-            logger.warning("epoch %d step %d: every image of the batch was unreadable; batch skipped",
-                           self.epoch + 1, self.step_in_epoch + 1)
+            logger.warning(
+                "epoch %d step %d: every image of the batch was unreadable; batch skipped",
+                self.epoch + 1,
+                self.step_in_epoch + 1,
+            )
         if not self.info.enabled:
             return
         # Other processes run DDP's gradient all-reduce for this step: join it with a zero loss.
@@ -572,7 +663,10 @@ class _Run:
             "epoch": self.epoch + 1,
             "train_loss": _ratio(train["loss"], train["count"]),
             "train_acc": _ratio(train["correct"], train["count"]),
-            "val_loss": None, "val_acc_ca": None, "val_acc_gap": None, "val_agreement": None,
+            "val_loss": None,
+            "val_acc_ca": None,
+            "val_acc_gap": None,
+            "val_agreement": None,
             "lr": self._lr_of_step(self.global_step - 1),
             "steps": self.train.steps_per_epoch,
             "skipped": int(train["skipped"]),
@@ -627,21 +721,24 @@ class _Run:
         sums = dist_utils.all_reduce_sum(self.sums, self.info)  # collective: every rank calls it
         if not self.info.is_main:
             return
-        save_train_state(self.out_dir / "train_state.pt", {
-            "stream": self._stream_payload(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "rng": capture_rng_state(),
-            "epoch_sums": sums.cpu(),
-            "history": self.history,
-            "best_score": self.best_score,
-            "config": self.config,
-            "world_size": self.info.world_size,
-        })
+        save_train_state(
+            self.out_dir / "train_state.pt",
+            {
+                "stream": self._stream_payload(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step,
+                "rng": capture_rng_state(),
+                "epoch_sums": sums.cpu(),
+                "history": self.history,
+                "best_score": self.best_score,
+                "config": self.config,
+                "world_size": self.info.world_size,
+            },
+        )
 
 
 def _check_labels(labels: Tensor, num_classes: int) -> None:

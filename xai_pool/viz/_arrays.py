@@ -46,8 +46,7 @@ def _channels_last(array: np.ndarray, channels_first_hint: bool, name: str) -> n
     elif array.ndim != 3:
         extra = " (index the batch: images[i])" if array.ndim == 4 else ""
         raise ValueError(
-            f"{name} must be one image of shape (3, H, W), (H, W, 3) or (H, W), got shape "
-            f"{tuple(array.shape)}{extra}"
+            f"{name} must be one image of shape (3, H, W), (H, W, 3) or (H, W), got shape {tuple(array.shape)}{extra}"
         )
     else:
         first, last = array.shape[0] in (1, 3), array.shape[-1] in (1, 3)
@@ -92,8 +91,7 @@ def image_to_rgb01(
     if array.dtype == np.uint8:
         if mean is not None:
             raise ValueError(
-                f"{name} is uint8 (already in [0, 255]); mean/std only apply to normalised float "
-                "images, so drop them"
+                f"{name} is uint8 (already in [0, 255]); mean/std only apply to normalised float images, so drop them"
             )
         return array.astype(np.float32) / 255.0
     array = array.astype(np.float32)
@@ -178,9 +176,7 @@ def split_maps(maps: Any, count: int, name: str) -> list[np.ndarray]:
         if array.ndim == 4:
             array = array.astype(np.float32).mean(axis=1)
         if array.ndim != 3:
-            raise ValueError(
-                f"{name} must have shape (B, h, w) or (B, heads, h, w), got shape {tuple(array.shape)}"
-            )
+            raise ValueError(f"{name} must have shape (B, h, w) or (B, heads, h, w), got shape {tuple(array.shape)}")
         items = list(array)
     if len(items) != count:
         raise ValueError(f"{name} holds {len(items)} maps but there are {count} images; pass one map per image")

@@ -117,9 +117,7 @@ def metric_bars(
     if not table:
         raise ValueError("summary is empty: pass at least one method x pooling x metric value")
     metric_keys = _select_metrics(table, metrics)
-    method_keys = _select(
-        list(dict.fromkeys(m for m, _ in table)), methods, "method", lambda v: str(v)
-    )
+    method_keys = _select(list(dict.fromkeys(m for m, _ in table)), methods, "method", lambda v: str(v))
     pool_keys = _select(sort_poolings(list(dict.fromkeys(p for _, p in table))), poolings, "pooling", pooling_key)
     others = [p for p in pool_keys if p not in ("gap", "ca")]
 
@@ -171,7 +169,11 @@ def metric_bars(
                     )
         ax.set_xticks(range(len(method_keys)))
         ax.set_xticklabels(
-            tick_labels, fontsize=TICK_SIZE, rotation=rotation, ha="right" if rotation else "center", rotation_mode="anchor"
+            tick_labels,
+            fontsize=TICK_SIZE,
+            rotation=rotation,
+            ha="right" if rotation else "center",
+            rotation_mode="anchor",
         )
         ax.set_xlim(-0.6, len(method_keys) - 0.4)
         ax.tick_params(axis="y", labelsize=TICK_SIZE)

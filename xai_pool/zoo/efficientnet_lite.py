@@ -55,7 +55,9 @@ def lite0_weights_path() -> Path:
         raise ImportError(f"the pretrained EfficientNet-Lite0 weights are not installed; {_INSTALL_HINT}") from error
     path = Path(package.__file__).resolve().parent / "models" / _WEIGHTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{_WEIGHTS_PACKAGE} is installed but {path} is missing; reinstall it ({_INSTALL_HINT})")
+        raise FileNotFoundError(
+            f"{_WEIGHTS_PACKAGE} is installed but {path} is missing; reinstall it ({_INSTALL_HINT})"
+        )
     return path
 
 

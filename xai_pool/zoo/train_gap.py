@@ -309,4 +309,3 @@ def _report(stats: EpochStats, bar: Any) -> None:
         bar.write(line)
     else:
         print(line)
-
