@@ -28,6 +28,15 @@ class TinyCNN(nn.Module):
         return self.head(torch.flatten(self.pool(x), 1))
 
 
+class TinyFlattenCNN(TinyCNN):
+    """Like TinyCNN but pools to 2x2 and flattens (VGG-style): no global average pooling to replace."""
+
+    def __init__(self, num_classes: int = 5, width: int = 8) -> None:
+        super().__init__(num_classes, width)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(16 * width, num_classes)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     # The suite runs tiny models: with several OpenMP threads on shared cores, threads spin

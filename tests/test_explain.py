@@ -14,7 +14,7 @@ import xai_pool
 from xai_pool import attach_stream, explain
 from xai_pool.saliency import count_hooks, default_target_layers, resolve_target_layers
 
-from .conftest import TINY_SPEC, TinyCNN
+from .conftest import TINY_SPEC, TinyCNN, TinyFlattenCNN
 
 
 @pytest.fixture
@@ -89,8 +89,10 @@ def test_default_target_layers_are_the_last_stage() -> None:
     assert default_target_layers(attach_stream(tv)) == [tv.layer4]
     tm = timm.create_model("resnet10t", num_classes=3)
     assert default_target_layers(attach_stream(tm)) == [tm.layer4]
-    with pytest.raises(ValueError, match="pass target_layers"):
-        default_target_layers(TinyCNN())
+    tiny = TinyCNN()
+    assert default_target_layers(tiny) == [tiny.stage2]  # discovered: the map its GAP averages
+    with pytest.raises(ValueError, match="pools to 7x7.*pass target_layers"):
+        default_target_layers(torchvision.models.vgg11(num_classes=3))
 
 
 def test_target_layers_can_be_overridden(tiny) -> None:
@@ -105,9 +107,9 @@ def test_target_layers_can_be_overridden(tiny) -> None:
 
 def test_methods_without_target_layers_need_no_default() -> None:
     torch.manual_seed(0)
-    plain = TinyCNN()  # unknown family: no default target layer, but FullGrad needs none
+    plain = TinyFlattenCNN()  # no global pooling: no default target layer, but FullGrad needs none
     assert explain(plain, torch.randn(1, 3, 16, 16), "fullgrad", pooling="gap").shape == (1, 16, 16)
-    with pytest.raises(ValueError, match="pass target_layers"):
+    with pytest.raises(ValueError, match="pools to 2x2.*pass target_layers"):
         explain(plain, torch.randn(1, 3, 16, 16), "gradcam", pooling="gap")
 
 

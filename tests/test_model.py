@@ -13,7 +13,7 @@ from torch import nn
 import xai_pool
 from xai_pool import attach_stream
 
-from .conftest import TINY_SPEC, TinyCNN
+from .conftest import TINY_SPEC, TinyCNN, TinyFlattenCNN
 
 
 def _trainable(model: nn.Module) -> int:
@@ -276,9 +276,9 @@ def test_bad_input_is_named(resnet18: nn.Module, x, error, match) -> None:
         model(x)
 
 
-def test_unknown_model_asks_for_a_spec(tiny_cnn: TinyCNN) -> None:
-    with pytest.raises(ValueError, match="StreamSpec"):
-        attach_stream(tiny_cnn)
+def test_model_without_global_pooling_is_refused_with_the_reason_and_the_spec_to_pass(tiny_cnn: TinyCNN) -> None:
+    with pytest.raises(ValueError, match="pools to 2x2, not global.*StreamSpec"):
+        attach_stream(TinyFlattenCNN())
     with pytest.raises(ValueError, match="no submodule 'nope'"):
         attach_stream(tiny_cnn, spec=xai_pool.StreamSpec(taps=("nope",), pool="pool"))
     with pytest.raises(ValueError, match="start_stage"):

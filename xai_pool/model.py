@@ -1,12 +1,16 @@
-"""CAModel: a frozen CNN classifier whose GAP can be swapped for a CA-Stream.
+"""CAModel: a frozen classifier whose global average pooling can be swapped for a CA-Stream.
 
-How it works (no module of the user's model is replaced): during each forward pass in
-``"ca"`` mode, temporary forward hooks read the tapped stage outputs and the input of the
-pooling module, run the stream on them, and substitute the stream's pooled vector for the
-GAP output; the classifier after the pooling then runs unchanged. The hooks are removed in
-a ``finally`` before ``forward`` returns, so no hook ever stays on the model between calls
-(pytorch-grad-cam and other hook-based tools see a clean model). In ``"gap"`` mode the
-model's own forward runs untouched, so its logits equal the original model's exactly.
+How it works (no module of the user's model is replaced): the model's
+:class:`~xai_pool.adapters.ModelProfile` says which stage outputs the stream reads and where the
+global average pooling (GAP) happens. During each forward pass in ``"ca"`` mode, temporary
+hooks read the tapped stage outputs (NCHW, NHWC or token sequences, converted to (B, C, h, w)),
+run the stream on them and the pooled map, and put the stream's vector where GAP's result
+would be: as the output of the pooling module, or as the input of the classifier's first
+layer when the model pools with a function (``x.mean((2, 3))``). The classifier then runs
+unchanged. The hooks are removed in a ``finally`` before ``forward`` returns, so no hook ever
+stays on the model between calls (pytorch-grad-cam and other hook-based tools see a clean
+model). In ``"gap"`` mode the model's own forward runs untouched, so its logits equal the
+original model's exactly.
 
 What :func:`attach_stream` does to the model object you pass: it sets ``requires_grad=False``
 on all its parameters and puts it in eval mode (its weights are never changed). Pass
@@ -17,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import copy as copy_module
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .adapters import StreamSpec, infer_spec, resolve_module
+from .adapters import ModelProfile, Preprocessing, StreamSpec, resolve_module, resolve_profile
+from .adapters.probe import select_output
 from .stream import CAStream, StreamConfig
 
 __all__ = ["CAModel", "attach_stream", "Pooling"]
@@ -36,7 +42,8 @@ class CAModel(nn.Module):
 
     Use :func:`attach_stream` to build one. ``forward(x)`` returns logits with the current
     ``.pooling`` (``"ca"`` or ``"gap"``). Only ``.stream`` has trainable parameters; the
-    backbone and its classifier stay in eval mode even after ``.train()``.
+    backbone and its classifier stay in eval mode even after ``.train()``. ``.profile`` is the
+    backbone's :class:`~xai_pool.adapters.ModelProfile` (placement, layouts, preprocessing).
 
     Gradients: in eval mode with autograd enabled the input is given ``requires_grad`` (on a
     detached alias, your tensor is untouched) so that gradients reach the frozen backbone's
@@ -46,28 +53,46 @@ class CAModel(nn.Module):
     """
 
     def __init__(
-        self,
-        backbone: nn.Module,
-        stream: CAStream,
-        spec: StreamSpec,
-        *,
-        in_channels: int,
-        num_classes: int,
-        pooling: Pooling = "ca",
+        self, backbone: nn.Module, stream: CAStream, profile: ModelProfile, *, pooling: Pooling = "ca"
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.stream = stream
-        self.spec = spec
-        self.in_channels = in_channels
-        self.num_classes = num_classes
+        self.profile = profile
         self._pooling: Pooling = "ca"
         self.pooling = pooling
         start = stream.config.start_stage
-        self._tap_paths: tuple[str, ...] = spec.taps[start:]
+        # Blocks start at ``start_stage`` among [taps..., pooled map]; the pooled map is always read.
+        self._taps = profile.taps[start:]
+        if len(self._taps) + 1 != stream.num_blocks:
+            raise ValueError(
+                f"the stream has {stream.num_blocks} blocks but the profile gives {len(self._taps) + 1} "
+                f"feature maps from start_stage={start}"
+            )
         # Filled by each CA forward pass: one (B, heads, h, w) map per block (detached).
         self.last_attention: list[Tensor] | None = None
         self.eval()  # a new CAModel is for inference until a trainer calls .train()
+
+    # ------------------------------------------------------------------ profile views
+    @property
+    def spec(self) -> StreamSpec:
+        """The placement as a :class:`~xai_pool.StreamSpec` (taps, pooling, target layer)."""
+        return self.profile.spec
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels the backbone expects."""
+        return self.profile.in_channels
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits."""
+        return self.profile.num_classes
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The mean, std and sizes the backbone's images are prepared with."""
+        return self.profile.preprocessing
 
     # ------------------------------------------------------------------ pooling mode
     @property
@@ -82,7 +107,7 @@ class CAModel(nn.Module):
         self._pooling = value  # type: ignore[assignment]
 
     @contextlib.contextmanager
-    def pooling_as(self, value: Pooling) -> Iterator["CAModel"]:
+    def pooling_as(self, value: Pooling) -> Iterator[CAModel]:
         """Temporarily switch pooling: ``with model.pooling_as("gap"): logits = model(x)``."""
         previous = self._pooling
         self.pooling = value
@@ -91,7 +116,7 @@ class CAModel(nn.Module):
         finally:
             self._pooling = previous
 
-    def train(self, mode: bool = True) -> "CAModel":
+    def train(self, mode: bool = True) -> CAModel:
         """Set the stream's mode; the frozen backbone always stays in eval mode."""
         self.training = mode
         self.stream.train(mode)
@@ -100,10 +125,10 @@ class CAModel(nn.Module):
 
     @property
     def target_layer(self) -> nn.Module:
-        """The default CAM target layer (the last stage), as a module of ``.backbone``."""
-        path = self.spec.target_layer
+        """The default CAM target layer (the module producing the pooled map), as a module of ``.backbone``."""
+        path = self.profile.target_layer
         if path is None:
-            raise ValueError("this model's spec has no target_layer; pass target_layers explicitly")
+            raise ValueError("this model's profile has no target layer; pass target_layers explicitly")
         return resolve_module(self.backbone, path)
 
     # ------------------------------------------------------------------ forward
@@ -111,7 +136,8 @@ class CAModel(nn.Module):
         """Logits (B, num_classes) with the current pooling.
 
         Args:
-            x: images (B, C, H, W), floating point, normalised as the backbone expects.
+            x: images (B, C, H, W), floating point, normalised as the backbone expects
+                (``model.preprocessing``).
             class_index: for a class-specific stream only, the class whose query starts the
                 stream (labels in training); by default the GAP prediction.
         """
@@ -123,8 +149,11 @@ class CAModel(nn.Module):
             return self._forward(x, class_index, keep_graph=True)
 
     def attention(self, x: Tensor, class_index: Tensor | None = None) -> list[Tensor]:
-        """The softmax attention of every block, ``(B, heads, h_i, w_i)``, each summing to 1."""
+        """The softmax attention of every block, ``(B, heads, h_i, w_i)`` over its spatial grid, each summing to 1."""
         return self.forward_with_attention(x, class_index)[1]
+
+    def _backbone_logits(self, x: Tensor) -> Tensor:
+        return select_output(self.backbone(x), self.profile.logits)
 
     def _forward(self, x: Tensor, class_index: Tensor | None, keep_graph: bool = False) -> tuple[Tensor, list[Tensor]]:
         self._check_input(x)
@@ -133,46 +162,65 @@ class CAModel(nn.Module):
             # gradient CAMs ("element 0 of tensors does not require grad").
             x = x.detach().requires_grad_(True)
         if self._pooling == "gap":
-            return self.backbone(x), []
+            return self._backbone_logits(x), []
         if self.stream.config.class_specific and class_index is None:
             if self.training:
                 raise ValueError("a class-specific stream needs class_index=labels during training")
             with torch.no_grad():
-                class_index = self.backbone(x).argmax(dim=1)
+                class_index = self._backbone_logits(x).argmax(dim=1)
         return self._forward_ca(x, class_index, keep_graph)
 
     def _forward_ca(self, x: Tensor, class_index: Tensor | None, keep_graph: bool) -> tuple[Tensor, list[Tensor]]:
+        image_size = (int(x.shape[-2]), int(x.shape[-1]))
         captured: dict[int, Tensor] = {}
         attentions: list[Tensor] = []
+        pool = self.profile.pool
 
-        def make_tap_hook(index: int, path: str):
+        def make_tap_hook(index: int, path: str, clone: bool) -> Any:
             def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
                 if index in captured:
                     raise RuntimeError(
                         f"tap module {path!r} ran more than once in one forward pass (a shared module); "
                         "pass a StreamSpec whose taps are called once each"
                     )
-                captured[index] = output
+                captured[index] = output.clone() if clone else output
 
             return hook
 
-        def pool_hook(_module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
-            missing = [p for i, p in enumerate(self._tap_paths) if i not in captured]
+        def run_stream(pooled_map: Tensor) -> Tensor:
+            missing = [t.path for i, t in enumerate(self._taps) if i not in captured]
             if missing:
-                raise RuntimeError(f"tap modules {missing} did not run before the pooling module {self.spec.pool!r}")
-            features = [captured[i] for i in range(len(self._tap_paths))] + [inputs[0]]
+                raise RuntimeError(f"tap modules {missing} did not run before the pooling {pool.path!r}")
+            features = [t.layout.to_nchw(captured[i], image_size) for i, t in enumerate(self._taps)]
+            features.append(pool.layout.to_nchw(pooled_map, image_size))
             pooled, maps = self.stream(features, class_index)
             attentions.extend(maps)
-            return pooled.reshape(output.shape).to(output.dtype)
+            return pooled
+
+        def pool_hook(_module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+            return run_stream(inputs[0]).reshape(output.shape).to(output.dtype)
+
+        def pooled_map_hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+            captured[-1] = output  # read at the head: in-place changes (densenet's relu) are included
+
+        def head_hook(_module: nn.Module, args: tuple) -> tuple:
+            if -1 not in captured:
+                raise RuntimeError(f"the pooled map {pool.pooled_path!r} was not computed before {pool.path!r}")
+            vector = args[0]
+            return (run_stream(captured.pop(-1)).reshape(vector.shape).to(vector.dtype), *args[1:])
 
         handles = []
         try:
-            for index, path in enumerate(self._tap_paths):
-                module = resolve_module(self.backbone, path)
-                handles.append(module.register_forward_hook(make_tap_hook(index, path)))
-            pool = resolve_module(self.backbone, self.spec.pool)
-            handles.append(pool.register_forward_hook(pool_hook))
-            logits = self.backbone(x)
+            for index, tap in enumerate(self._taps):
+                module = resolve_module(self.backbone, tap.path)
+                handles.append(module.register_forward_hook(make_tap_hook(index, tap.path, tap.clone)))
+            if pool.kind == "module":
+                handles.append(resolve_module(self.backbone, pool.path).register_forward_hook(pool_hook))
+            else:
+                pooled_module = resolve_module(self.backbone, pool.pooled_path)
+                handles.append(pooled_module.register_forward_hook(pooled_map_hook))
+                handles.append(resolve_module(self.backbone, pool.path).register_forward_pre_hook(head_hook))
+            logits = self._backbone_logits(x)
         finally:
             for handle in handles:
                 handle.remove()
@@ -186,72 +234,22 @@ class CAModel(nn.Module):
             hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
             raise ValueError(f"expected a 4-D image batch (B, C, H, W), got shape {tuple(x.shape)}{hint}")
         if x.shape[1] != self.in_channels:
+            hint = "; convert images to RGB (B, 3, H, W)" if self.in_channels == 3 else ""
             raise ValueError(
-                f"expected {self.in_channels} channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                "convert images to RGB (B, 3, H, W)"
-                if self.in_channels == 3
-                else ""
+                f"the backbone expects {self.in_channels} channels, got {x.shape[1]} "
+                f"(images of shape {tuple(x.shape)}){hint}"
             )
         if not x.is_floating_point():
             raise TypeError(
                 f"expected a floating-point image tensor, got {x.dtype}; convert with "
-                "x.float() / 255 and normalise as the backbone expects"
+                "x.float() / 255 and normalise as the backbone expects (model.preprocessing)"
             )
-
-
-def _first_conv_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    return 3
-
-
-@torch.no_grad()
-def _probe(model: nn.Module, spec: StreamSpec, in_channels: int, size: int) -> tuple[list[int], int, int]:
-    """Run one tiny forward pass to learn the stage widths, the pooled width and the class count."""
-    widths: dict[int, int] = {}
-    pooled: dict[str, int] = {}
-    handles = []
-
-    def tap(index: int):
-        def hook(_m: nn.Module, _i: tuple, output: Tensor) -> None:
-            if not isinstance(output, Tensor) or output.ndim != 4:
-                raise ValueError(
-                    f"tap {spec.taps[index]!r} must output a (B, C, h, w) tensor, got "
-                    f"{type(output).__name__} {getattr(output, 'shape', '')}"
-                )
-            widths.setdefault(index, output.shape[1])
-
-        return hook
-
-    def pool_hook(_m: nn.Module, inputs: tuple, output: Tensor) -> None:
-        if inputs[0].ndim != 4:
-            raise ValueError(f"pool module {spec.pool!r} must receive a (B, C, h, w) map, got {tuple(inputs[0].shape)}")
-        if output.numel() != inputs[0].shape[0] * inputs[0].shape[1]:
+        fixed = self.profile.input_size
+        if fixed is not None and tuple(x.shape[-2:]) != fixed:
             raise ValueError(
-                f"pool module {spec.pool!r} is not a global pooling: input {tuple(inputs[0].shape)} -> "
-                f"output {tuple(output.shape)}; point StreamSpec.pool at the global average pooling"
+                f"this backbone only accepts {fixed[0]}x{fixed[1]} images, got {x.shape[-2]}x{x.shape[-1]}; "
+                "resize them (model.preprocessing gives the transform)"
             )
-        pooled["width"] = inputs[0].shape[1]
-
-    try:
-        for i, path in enumerate(spec.taps):
-            handles.append(resolve_module(model, path).register_forward_hook(tap(i)))
-        handles.append(resolve_module(model, spec.pool).register_forward_hook(pool_hook))
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        logits = model(torch.zeros(1, in_channels, size, size, device=device, dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    if "width" not in pooled:
-        raise ValueError(f"the pool module {spec.pool!r} was not called by the model's forward pass")
-    missing = [spec.taps[i] for i in range(len(spec.taps)) if i not in widths]
-    if missing:
-        raise ValueError(f"tap modules {missing} were not called by the model's forward pass")
-    if not isinstance(logits, Tensor) or logits.ndim != 2:
-        raise ValueError(f"the model must return logits (B, num_classes), got {type(logits).__name__}")
-    return [widths[i] for i in range(len(spec.taps))] + [pooled["width"]], pooled["width"], logits.shape[1]
 
 
 def attach_stream(
@@ -264,15 +262,22 @@ def attach_stream(
     class_specific: bool = False,
     pooling: Pooling = "ca",
     copy: bool = False,
-    probe_size: int = 64,
+    logits: int | str | None = None,
+    preprocessing: Preprocessing | None = None,
+    arch: str | None = None,
+    in_channels: int | None = None,
+    probe_size: int | tuple[int, int] | None = None,
+    profile: ModelProfile | None = None,
 ) -> CAModel:
-    """Wrap a CNN classifier with a CA-Stream that can replace its global average pooling.
+    """Wrap a classifier with a CA-Stream that can replace its global average pooling.
 
     Args:
-        model: a classifier ending with GAP + classifier (torchvision ResNet/ResNeXt/
-            Wide-ResNet, ConvNeXt, EfficientNet v1/v2, timm resnet*/convnext*/efficientnet*,
-            or any model described by ``spec``).
-        spec: where to attach; inferred for known families.
+        model: any classifier that ends in a global average pooling and a classifier head:
+            every torchvision classification model that has one, timm models, or your own
+            (the pooling may be a module or a function in ``forward``; features may be NCHW,
+            NHWC or token sequences). See :func:`~xai_pool.adapters.resolve_profile`.
+        spec: where to attach, when the default placement does not suit (see
+            :class:`~xai_pool.StreamSpec`).
         start_stage: index of the first stage with a block (0 = the stem; for ResNet 1..4 =
             layer1..layer4, so 4 keeps a single block at the last stage; paper Table 5).
         heads: attention heads per block (1 in the paper).
@@ -281,14 +286,20 @@ def attach_stream(
         pooling: the initial pooling mode.
         copy: wrap a deep copy and leave ``model`` untouched (default: ``model`` is frozen
             and put in eval mode in place; its weights are never changed).
-        probe_size: side of the dummy image used once to measure the stage widths.
+        logits: for a model that returns a tuple/list (index) or dict/object (key/attribute):
+            which output holds the logits. ``CAModel`` then returns only the logits.
+        preprocessing: the model's preprocessing, if its metadata does not say (or is wrong).
+        arch: torchvision architecture name, to read its weights' preprocessing metadata.
+        in_channels: input channels, if not 3 and not in the model's metadata.
+        probe_size: side (or (H, W)) of the dummy images used to measure the model.
+        profile: an already resolved :class:`~xai_pool.adapters.ModelProfile` (skips probing).
 
     Returns:
         A :class:`CAModel` whose ``.stream`` holds every trainable parameter.
 
     Raises:
-        ValueError: the model family is unknown (the message says what spec to pass), or
-            ``start_stage``/``heads`` do not fit the model.
+        ValueError: the model has no global average pooling to replace (the message says
+            why and what spec to pass), or ``start_stage``/``heads`` do not fit the model.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"attach_stream expects a torch.nn.Module, got {type(model).__name__}")
@@ -296,25 +307,33 @@ def attach_stream(
         raise ValueError("this model already has a stream; use it directly or attach to model.backbone")
     if copy:
         model = copy_module.deepcopy(model)
-    spec = spec if spec is not None else infer_spec(model)
+    if profile is None:
+        profile = resolve_profile(
+            model,
+            spec=spec,
+            logits=logits,
+            preprocessing=preprocessing,
+            arch=arch,
+            in_channels=in_channels,
+            probe_size=probe_size,
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
-    in_channels = _first_conv_channels(model)
-    widths, out_dim, num_classes = _probe(model, spec, in_channels, probe_size)
-    if not 0 <= start_stage < len(widths):
+    widths = profile.widths
+    if isinstance(start_stage, bool) or not isinstance(start_stage, int) or not 0 <= start_stage < len(widths):
         raise ValueError(
-            f"start_stage must be in [0, {len(widths) - 1}] for this model ({len(widths)} stages), got {start_stage}"
+            f"start_stage must be in [0, {len(widths) - 1}] for this model ({len(widths)} stages), got {start_stage!r}"
         )
     config = StreamConfig(
         widths=tuple(widths[start_stage:]),
-        out_dim=out_dim,
+        out_dim=profile.pool.layout.channels,
         heads=heads,
         project_kv=project_kv,
         class_specific=class_specific,
-        num_classes=num_classes if class_specific else None,
+        num_classes=profile.num_classes if class_specific else None,
         start_stage=start_stage,
     )
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stream = CAStream(config).to(device)
-    return CAModel(model, stream, spec, in_channels=in_channels, num_classes=num_classes, pooling=pooling)
+    return CAModel(model, stream, profile, pooling=pooling)

@@ -1,22 +1,40 @@
-"""Where a CA-Stream plugs into a backbone: which stage outputs it reads, which pooling it replaces.
+"""The seam between xai_pool and the user's model: one :class:`ModelProfile` per classifier.
 
-A :class:`StreamSpec` names modules of the user's model by their dotted path (as in
-``model.named_modules()``):
-
-- ``taps``: the modules whose outputs feed the stream's blocks, in forward order, *except*
-  the last block, which always reads the input of the pooling module (exactly what GAP
-  would average, so GAP and CA pool the same tensor);
-- ``pool``: the global average pooling module the stream replaces (its output shape,
-  (B, C) or (B, C, 1, 1), is kept so the classifier after it runs unchanged);
-- ``target_layer``: the default CAM target layer (the last stage), used by the saliency tools.
-
-A model class may also declare its placement with a ``xai_pool_spec`` attribute.
-Built-in specs exist for torchvision ResNet/ResNeXt/Wide-ResNet, ConvNeXt, EfficientNet
-(v1, v2) and timm models (via their ``feature_info``); anything else needs an explicit spec.
+:func:`resolve_profile` finds, for any classifier that ends in a global average pooling,
+where a CA-Stream reads (the stage taps and their layouts: NCHW, NHWC or tokens), which
+pooling it replaces and how (a module, or the classifier's input for pooling written as a
+function), the default CAM target layer, the input channels and size, the number of classes
+and the preprocessing its weights expect. A model can declare its placement
+(``xai_pool_spec = StreamSpec(...)``) and preprocessing (``xai_pool_preprocessing``);
+otherwise they come from timm / torchvision metadata and probe forward passes.
 """
 
 from __future__ import annotations
 
-from .spec import StreamSpec, infer_spec, resolve_module
+from .layout import LAYOUTS, Layout, TapLayout
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from .profile import ModelProfile, PoolSite, ProfileError, Tap, resolve_profile, with_preprocessing
+from .spec import StreamSpec, resolve_module
 
-__all__ = ["StreamSpec", "infer_spec", "resolve_module"]
+__all__ = [
+    "ModelProfile",
+    "PoolSite",
+    "ProfileError",
+    "Tap",
+    "resolve_profile",
+    "with_preprocessing",
+    "Preprocessing",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "StreamSpec",
+    "resolve_module",
+    "infer_spec",
+    "Layout",
+    "LAYOUTS",
+    "TapLayout",
+]
+
+
+def infer_spec(model):  # noqa: ANN001, ANN201 - kept for backward compatibility
+    """The stream placement of ``model`` as a :class:`StreamSpec` (``resolve_profile(model).spec``)."""
+    return resolve_profile(model).spec

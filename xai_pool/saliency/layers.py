@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 from torch import nn
 
-from ..adapters import infer_spec, resolve_module
+from ..adapters import resolve_module, resolve_profile
 from ..model import CAModel
 
 __all__ = ["default_target_layers", "resolve_target_layers", "single_call_check", "TargetLayers"]
@@ -26,9 +26,8 @@ def default_target_layers(model: nn.Module) -> list[nn.Module]:
     """The default CAM target layers of ``model``: ``[last stage]``.
 
     Args:
-        model: a :class:`~xai_pool.CAModel` (uses its spec's ``target_layer``), or a plain
-            classifier of a known family (torchvision/timm ResNet, ConvNeXt, EfficientNet,
-            a model with ``xai_pool_spec``).
+        model: a :class:`~xai_pool.CAModel` (uses its profile's ``target_layer``), or a plain
+            classifier (its profile is resolved: the module whose output the model averages).
 
     Raises:
         ValueError: the family is unknown or its spec names no target layer; pass
@@ -37,15 +36,16 @@ def default_target_layers(model: nn.Module) -> list[nn.Module]:
     if isinstance(model, CAModel):
         return [model.target_layer]
     try:
-        spec = infer_spec(model)
-    except ValueError:
-        spec = None
-    if spec is None or spec.target_layer is None:
+        target = resolve_profile(model).target_layer
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[-1].split(". ")[0]
         raise ValueError(
-            f"no default target layer is known for {type(model).__name__}; pass target_layers, "
+            f"no default target layer is known for {type(model).__name__} ({reason}); pass target_layers, "
             "e.g. target_layers=[model.layer4] or target_layers='layer4' (the last convolutional stage)"
-        )
-    return [resolve_module(model, spec.target_layer)]
+        ) from None
+    if target is None:
+        raise ValueError(f"no default target layer is known for {type(model).__name__}; pass target_layers")
+    return [resolve_module(model, target)]
 
 
 def resolve_target_layers(model: nn.Module, target_layers: TargetLayers) -> list[nn.Module]:
