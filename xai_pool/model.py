@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .adapters import ModelProfile, Preprocessing, StreamSpec, resolve_module, resolve_profile
+from .adapters import ModelProfile, Preprocessing, StreamSpec, Tap, resolve_module, resolve_profile
 from .adapters.probe import select_output
 from .stream import CAStream, StreamConfig
 
@@ -176,14 +176,15 @@ class CAModel(nn.Module):
         attentions: list[Tensor] = []
         pool = self.profile.pool
 
-        def make_tap_hook(index: int, path: str, clone: bool) -> Any:
-            def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+        def make_tap_hook(index: int, tap: Tap) -> Any:
+            def hook(_module: nn.Module, _inputs: tuple, output: Any) -> None:
                 if index in captured:
                     raise RuntimeError(
-                        f"tap module {path!r} ran more than once in one forward pass (a shared module); "
+                        f"tap module {tap.path!r} ran more than once in one forward pass (a shared module); "
                         "pass a StreamSpec whose taps are called once each"
                     )
-                captured[index] = output.clone() if clone else output
+                feature = tap.select(output)
+                captured[index] = feature.clone() if tap.clone else feature
 
             return hook
 
@@ -213,7 +214,7 @@ class CAModel(nn.Module):
         try:
             for index, tap in enumerate(self._taps):
                 module = resolve_module(self.backbone, tap.path)
-                handles.append(module.register_forward_hook(make_tap_hook(index, tap.path, tap.clone)))
+                handles.append(module.register_forward_hook(make_tap_hook(index, tap)))
             if pool.kind == "module":
                 handles.append(resolve_module(self.backbone, pool.path).register_forward_hook(pool_hook))
             else:

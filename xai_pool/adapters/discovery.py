@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .layout import TapLayout
 from .probe import Call, Recording, layout_from_one_shape, layout_from_shapes, select_output
 
-__all__ = ["Discovery", "LayoutOracle", "discover", "spatial_mean", "canonical_producer", "NotPoolable"]
+__all__ = ["Discovery", "LayoutOracle", "discover", "spatial_mean", "canonical_producer", "NotPoolable", "output_index"]
 
 
 class NotPoolable(ValueError):
@@ -73,14 +73,13 @@ class LayoutOracle:
         other = self._second_calls.get((call.name, call.occurrence))
         if other is None:
             return None
-        value = other.output if what == "output" else other.input
-        return _as_map_tensor(value)
+        return _unit_tensor(other.output) if what == "output" else _as_map_tensor(other.input)
 
     def layout(self, call: Call, what: str = "output") -> TapLayout | None:
         """The layout of ``call``'s output (or input), or None if it holds no spatial grid."""
         key = (call.name, call.occurrence, what)
         if key not in self._cache:
-            tensor = _as_map_tensor(call.output if what == "output" else call.input)
+            tensor = _unit_tensor(call.output) if what == "output" else _as_map_tensor(call.input)
             layout = None
             if tensor is not None:
                 if self.second is not None:
@@ -99,6 +98,18 @@ def _as_map_tensor(value: object) -> Tensor | None:
     if isinstance(value, Tensor) and value.ndim in (3, 4) and value.is_floating_point():
         return value
     return None
+
+
+def output_index(value: object) -> int | None:
+    """0 when a module returns a tuple/list whose first element is its feature map (DPN, SelecSLS, MViT)."""
+    if isinstance(value, (tuple, list)) and value and _as_map_tensor(value[0]) is not None:
+        return 0
+    return None
+
+
+def _unit_tensor(value: object) -> Tensor | None:
+    index = output_index(value)
+    return _as_map_tensor(value if index is None else value[index])  # type: ignore[index]
 
 
 def _has_grid(layout: TapLayout | None, tensor: Tensor) -> bool:
@@ -124,7 +135,7 @@ class Discovery:
     pool_path: str
     pooled_path: str
     pooled_layout: TapLayout
-    taps: tuple[tuple[str, TapLayout, bool], ...]  # (path, layout, clone)
+    taps: tuple[tuple[str, TapLayout, bool, int | None], ...]  # (path, layout, clone, output index)
 
 
 def canonical_producer(recording: Recording, tensor: Tensor, after: int = -1) -> Call | None:
@@ -149,8 +160,8 @@ def canonical_producer(recording: Recording, tensor: Tensor, after: int = -1) ->
 
 
 def _is_block_container(module: nn.Module) -> bool:
-    """An ``nn.Sequential`` of blocks (children with children of their own) is opened into its blocks."""
-    return isinstance(module, nn.Sequential) and any(next(child.children(), None) is not None for child in module)
+    """An ``nn.Sequential`` of blocks (not of plain layers such as conv-norm-act) is opened into its blocks."""
+    return isinstance(module, nn.Sequential) and any(not _is_layer(child) for child in module)
 
 
 def _is_layer(module: nn.Module) -> bool:
@@ -261,7 +272,18 @@ def _find_head_input(
     assert vector is not None and feature is not None
     if vector.shape[1] == layout.channels and _close(vector, spatial_mean(feature, layout)):
         return head, last, None
-    return head, None, _refusal_reason(recording, last, layout, head, vector)
+    # Explain with the classifier proper: the first module fed a flat (B, D) vector.
+    classifier = next(
+        (c for c in sorted(recording.calls, key=lambda c: c.pre) if c.pre > last.post and _flat_input(c) is not None),
+        head,
+    )
+    flat = _flat_input(classifier)
+    return head, None, _refusal_reason(recording, last, layout, classifier, vector if flat is None else flat)
+
+
+def _flat_input(call: Call) -> Tensor | None:
+    value = call.input
+    return value if isinstance(value, Tensor) and value.ndim == 2 and value.is_floating_point() else None
 
 
 def _refusal_reason(recording: Recording, last: Call, layout: TapLayout, head: Call, vector: Tensor) -> str:
@@ -329,19 +351,20 @@ def discover(recording: Recording, oracle: LayoutOracle, logits: int | str | Non
     return Discovery(kind, pool_path, pooled_path, pooled_layout, taps)
 
 
-def _shape_key(layout: TapLayout, tensor: Tensor) -> tuple:
+def _shape_key(layout: TapLayout, tensor: Tensor) -> tuple[int, int]:
+    """(channels, positions): equal for the same stage whatever the layout (Swin's NHWC stage and its NCHW view)."""
     if layout.kind == "nchw":
-        spatial = tuple(tensor.shape[2:])
+        positions = tensor.shape[2] * tensor.shape[3]
     elif layout.kind == "nhwc":
-        spatial = tuple(tensor.shape[1:3])
+        positions = tensor.shape[1] * tensor.shape[2]
     else:
-        spatial = (tensor.shape[1] - layout.prefix_tokens,)
-    return (layout.kind, layout.channels, spatial)
+        positions = tensor.shape[1] - layout.prefix_tokens
+    return (layout.channels, int(positions))
 
 
 def _stage_taps(
     recording: Recording, oracle: LayoutOracle, until: int, pooled: Tensor, pooled_layout: TapLayout
-) -> tuple[tuple[tuple[str, TapLayout, bool], ...], int]:
+) -> tuple[tuple[tuple[str, TapLayout, bool, int | None], ...], int]:
     """Taps at the end of the stem and of every stage before the pooled map, and the last tap's end."""
     units = _units(recording, until)
     unit_outputs = {id(u.output) for u in units}
@@ -349,7 +372,7 @@ def _stage_taps(
     stem_open = True
     last_output: object = None
     for call in units:
-        tensor = _as_map_tensor(call.output)
+        tensor = _unit_tensor(call.output)
         layout = oracle.layout(call) if tensor is not None else None
         if tensor is None or not _has_grid(layout, tensor):
             stem_open = stem_open and _is_layer(call.module)
@@ -370,7 +393,7 @@ def _stage_taps(
             runs.append([(call, layout)])  # the stem (runs[0]) always ends in a tap of its own
             stem_open = False
     pooled_key = _shape_key(pooled_layout, pooled)
-    taps: list[tuple[str, TapLayout, bool]] = []
+    taps: list[tuple[str, TapLayout, bool, int | None]] = []
     previous_end = -1
     for run in runs:
         if any(c.output is pooled for c, _ in run):
@@ -382,18 +405,18 @@ def _stage_taps(
             continue  # produced only by a shared module: no hook can tell its calls apart
         # Modified in place later in the forward pass: the stream must keep a copy of the stage output.
         clone = getattr(call.output, "_version", 0) != call.version
-        taps.append((named.name, layout, clone))
-    if taps and _shape_key(taps[-1][1], _output_of(recording, taps[-1][0])) == pooled_key:
+        taps.append((named.name, layout, clone, output_index(call.output)))
+    if taps and _shape_key(taps[-1][1], _unit_tensor(_output_of(recording, taps[-1][0]))) == pooled_key:
         taps.pop()  # same shape as the pooled map: the same stage, read at the pooling
     last_end = recording.first(taps[-1][0]).post if taps else -1
     return tuple(taps), last_end
 
 
 def _same_stage(a: tuple[Call, TapLayout], b: tuple[Call, TapLayout]) -> bool:
-    return _shape_key(a[1], a[0].output) == _shape_key(b[1], b[0].output)
+    return _shape_key(a[1], _unit_tensor(a[0].output)) == _shape_key(b[1], _unit_tensor(b[0].output))
 
 
-def _output_of(recording: Recording, name: str) -> Tensor:
+def _output_of(recording: Recording, name: str) -> object:
     call = recording.first(name)
     assert call is not None
     return call.output

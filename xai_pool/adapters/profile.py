@@ -26,14 +26,14 @@ refused with the reason and the spec to pass.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .discovery import LayoutOracle, NotPoolable, canonical_producer, discover, spatial_mean
+from .discovery import LayoutOracle, NotPoolable, canonical_producer, discover, output_index, spatial_mean
 from .layout import TapLayout
 from .preprocessing import Preprocessing, from_timm, from_torchvision_weights, imagenet_default
 from .probe import Recording, layout_from_one_shape, record_calls, select_output
@@ -62,11 +62,17 @@ class Tap:
         layout: how that output holds its grid (see :class:`~xai_pool.adapters.layout.TapLayout`).
         clone: the model modifies this output in place later in its forward pass, so the stream
             keeps a copy taken when the module returns.
+        index: for a module that returns a tuple or list: the element holding the feature map.
     """
 
     path: str
     layout: TapLayout
     clone: bool = False
+    index: int | None = None
+
+    def select(self, output: Any) -> Tensor:
+        """The feature tensor in a module's output."""
+        return output if self.index is None else output[self.index]
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,11 @@ class PoolSite:
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """What xai_pool knows about one classifier (see :func:`resolve_profile`)."""
+    """What xai_pool knows about one classifier (see :func:`resolve_profile`).
+
+    ``input_size`` is the only input size the model accepts (None: any); ``probe_size`` the
+    size it was measured at (a size known to work, for tests and smoke runs).
+    """
 
     taps: tuple[Tap, ...]
     pool: PoolSite
@@ -101,6 +111,7 @@ class ModelProfile:
     num_classes: int
     preprocessing: Preprocessing
     input_size: tuple[int, int] | None = None
+    probe_size: tuple[int, int] = (64, 64)
     logits: int | str | None = None
     family: str = "custom"
     source: str = "discovered"
@@ -263,44 +274,47 @@ def _record(model: nn.Module, channels: int, size: tuple[int, int]) -> Recording
     return record_calls(model, _probe_input(model, channels, size))
 
 
-def _probe(
+def _probe_plans(
+    probe_size: int | tuple[int, int] | None, fixed: tuple[int, int] | None, natural: tuple[int, int]
+) -> list[tuple[tuple[int, int], tuple[int, int] | None]]:
+    """Input sizes to measure at, cheapest first: two sizes where the model accepts several."""
+    if fixed is not None:
+        return [(fixed, None)]
+    if probe_size is not None:
+        first = (probe_size, probe_size) if isinstance(probe_size, int) else (int(probe_size[0]), int(probe_size[1]))
+        return [(first, (first[0] + 32, first[1] + 32)), (first, None)]
+    plans: list[tuple[tuple[int, int], tuple[int, int] | None]] = [((64, 64), (96, 96))]
+    if min(natural) > 128:  # stride-64 models have a 1x1 map at 64 px
+        plans.append(((128, 128), (160, 160)))
+    plans += [(natural, (natural[0] + 32, natural[1] + 32)), (natural, None)]
+    return list(dict.fromkeys(plans))
+
+
+def _probes(
     model: nn.Module,
     channels: list[int],
-    probe_size: int | tuple[int, int] | None,
-    fixed: tuple[int, int] | None,
-    preprocessing: Preprocessing,
-) -> tuple[Recording, Recording | None, int]:
-    """Recordings at two sizes (one if the model accepts one size), and the input channel count."""
-    if fixed is not None:
-        plans = [(fixed, None)]
-    else:
-        first = (probe_size, probe_size) if isinstance(probe_size, int) else tuple(probe_size or (_DEFAULT_PROBE,) * 2)
-        natural = preprocessing.input_size
-        plans = [
-            (first, (first[0] + 32, first[1] + 32)),
-            (natural, (natural[0] + 32, natural[1] + 32)),
-            (natural, None),
-        ]
-        if probe_size is not None:
-            plans = plans[:1] + [(first, None)]
-    errors: list[str] = []
+    plans: list[tuple[tuple[int, int], tuple[int, int] | None]],
+    errors: list[str],
+) -> Iterator[tuple[Recording, Recording | None, int]]:
+    """Recordings for each plan the model runs (first the input channel count that works)."""
     for channel_count in channels:
+        ran = False
         for size_a, size_b in plans:
             try:
                 rec_a = _record(model, channel_count, size_a)
+                rec_b = _record(model, channel_count, size_b) if size_b is not None else None
             except Exception as exc:  # a model that refuses this input says so in its own words
-                errors.append(f"{channel_count}x{size_a[0]}x{size_a[1]}: {type(exc).__name__}: {exc}")
+                errors.append(f"{channel_count} channels at {size_a[0]}x{size_a[1]}: {type(exc).__name__}: {exc}")
                 continue
-            rec_b = None
-            if size_b is not None:
-                try:
-                    rec_b = _record(model, channel_count, size_b)
-                except Exception as exc:
-                    errors.append(f"{channel_count}x{size_b[0]}x{size_b[1]}: {type(exc).__name__}: {exc}")
-                    continue
-            return rec_a, rec_b, channel_count
+            ran = True
+            yield rec_a, rec_b, channel_count
+        if ran:
+            return
+
+
+def _did_not_run(model: nn.Module, errors: list[str]) -> ProfileError:
     detail = "; ".join(e.splitlines()[0][:200] for e in errors[:3])
-    raise ProfileError(
+    return ProfileError(
         f"{type(model).__name__} did not run on a dummy batch ({detail}). If it needs a particular input size, "
         "pass probe_size=(height, width) (or give it a pretrained_cfg['input_size']); if it needs other "
         "input channels, pass in_channels="
@@ -331,7 +345,8 @@ def _declared_layout(spec: StreamSpec, path: str, tensor: Tensor, size: tuple[in
 
 def _tap_from_spec(spec: StreamSpec, path: str, recording: Recording, oracle: LayoutOracle, what: str) -> Tap:
     call = _called_once(recording, path, what)
-    output = call.output
+    index = output_index(call.output)
+    output = call.output if index is None else call.output[index]
     if not isinstance(output, Tensor) or output.ndim not in (3, 4):
         raise ProfileError(
             f"{what} {path!r} returns {type(output).__name__} {tuple(getattr(output, 'shape', ()))}, not a feature "
@@ -350,7 +365,7 @@ def _tap_from_spec(spec: StreamSpec, path: str, recording: Recording, oracle: La
             f"the layout of {what} {path!r} (output {tuple(output.shape)}) cannot be determined: no dimension "
             f"scales with the input size; pass spec=StreamSpec(..., layouts={{{path!r}: 'nchw' | 'nhwc' | 'tokens'}})"
         )
-    return Tap(path, layout, clone=getattr(output, "_version", 0) != call.version)
+    return Tap(path, layout, clone=getattr(output, "_version", 0) != call.version, index=index)
 
 
 def _pool_from_spec(spec: StreamSpec, recording: Recording, oracle: LayoutOracle) -> PoolSite:
@@ -425,7 +440,7 @@ def _placement(
             f"xai_pool cannot replace the global average pooling of {type(model).__name__}: {exc}. "
             f"If it has one that was missed, {_SPEC_HELP}"
         ) from None
-    taps = tuple(Tap(path, layout, clone) for path, layout, clone in found.taps)
+    taps = tuple(Tap(path, layout, clone, index) for path, layout, clone, index in found.taps)
     pool = PoolSite(found.pool_kind, found.pool_path, found.pooled_layout, found.pooled_path)  # type: ignore[arg-type]
     return taps, pool, found.pooled_path or None, "discovered"
 
@@ -508,29 +523,28 @@ def _resolve(
 ) -> ModelProfile:
     preprocessing = preprocessing or _preprocessing(model, arch)
     fixed = _fixed_input_size(model, preprocessing)
+    plans = _probe_plans(probe_size, fixed, preprocessing.input_size)
+    errors: list[str] = []
+    failure: ProfileError | None = None
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        rec_a, rec_b, channels = _probe(
-            model, _channel_candidates(model, preprocessing, in_channels), probe_size, fixed, preprocessing
-        )
+        for rec_a, rec_b, channels in _probes(
+            model, _channel_candidates(model, preprocessing, in_channels), plans, errors
+        ):
+            selected = _logits_of(model, rec_a.output, logits)
+            oracle = LayoutOracle(rec_a, rec_b, _layout_hints(model))
+            try:
+                taps, pool, target, source = _placement(model, spec, rec_a, oracle, logits)
+            except ProfileError as exc:
+                failure = exc  # a larger input may give the last map more than one position
+                continue
+            break
+        else:
+            raise failure if failure is not None else _did_not_run(model, errors)
     finally:
         for module, flag in flags:
             module.training = flag
-    output = rec_a.output
-    try:
-        selected = select_output(output, logits)
-    except (KeyError, IndexError, AttributeError, TypeError) as exc:
-        raise ProfileError(f"logits={logits!r} does not select an output of {type(model).__name__}: {exc}") from None
-    if not isinstance(selected, Tensor):
-        raise ProfileError(
-            f"{type(model).__name__} returns {_describe_output(output)}, not a logits tensor; say which output holds "
-            "the logits: attach_stream(model, logits=0) for a tuple/list, logits='logits' for a dict or attribute"
-        )
-    if selected.ndim != 2:
-        raise ProfileError(f"the logits must be (batch, classes), got shape {tuple(selected.shape)}")
-    oracle = LayoutOracle(rec_a, rec_b, _layout_hints(model))
-    taps, pool, target, source = _placement(model, spec, rec_a, oracle, logits)
     notes = []
     if rec_b is None:
         notes.append(f"measured at one input size ({rec_a.image_size[0]}x{rec_a.image_size[1]}) only")
@@ -547,11 +561,27 @@ def _resolve(
         num_classes=int(selected.shape[1]),
         preprocessing=preprocessing,
         input_size=fixed,
+        probe_size=rec_a.image_size,
         logits=logits,
         family=spec.family if spec is not None and spec.family != "custom" else _family(model),
         source=source,
         notes=tuple(notes),
     )
+
+
+def _logits_of(model: nn.Module, output: Any, logits: int | str | None) -> Tensor:
+    try:
+        selected = select_output(output, logits)
+    except (KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ProfileError(f"logits={logits!r} does not select an output of {type(model).__name__}: {exc}") from None
+    if not isinstance(selected, Tensor):
+        raise ProfileError(
+            f"{type(model).__name__} returns {_describe_output(output)}, not a logits tensor; say which output holds "
+            "the logits: attach_stream(model, logits=0) for a tuple/list, logits='logits' for a dict or attribute"
+        )
+    if selected.ndim != 2:
+        raise ProfileError(f"the logits must be (batch, classes), got shape {tuple(selected.shape)}")
+    return selected
 
 
 def _describe_output(output: Any) -> str:

@@ -3,8 +3,9 @@
 For every image, method and pooling it writes ``<image>_<method>_<pooling>.png`` (the map
 over the image, RGB) and ``<image>_<method>_<pooling>.npy`` (the float32 map in [0, 1] at
 the network's input resolution), plus ``<image>_input.png`` (the image as the network saw
-it, after resize and crop) and ``predictions.csv`` (class and probability with both
-poolings). Raw attention has no GAP version (GAP has no attention map): that combination is
+it, after resize and crop), ``predictions.csv`` (class and probability with both
+poolings) and ``run.json`` (the model's profile and the preprocessing used: the model's own
+statistics and sizes unless --mean/--std/--image-size override them). Raw attention has no GAP version (GAP has no attention map): that combination is
 skipped with a note.
 """
 
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._model import add_model_arguments, check_model_arguments, load_model, metadata_json, run_metadata
+
 _DEFAULT_METHODS = "gradcam,scorecam,raw_attention"
 
 
@@ -28,10 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", required=True, help="torchvision or timm model name, or shapes_resnet")
-    parser.add_argument(
-        "--weights", help="classifier state-dict file (optional only for shapes_resnet: shipped weights)"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--stream", help="stream checkpoint from `xai-pool train` / save_stream (needed for meaningful CA maps)"
     )
@@ -44,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pooling", default="gap,ca", help="comma-separated poolings: gap, ca (default both)")
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
-    parser.add_argument("--image-size", type=int, help="network input size (default 64 for shapes_resnet, else 224)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
         "--batch-size", type=int, default=16, help="masked images per forward pass (Score-CAM, Ablation-CAM)"
@@ -77,33 +76,6 @@ def _device(name: str) -> Any:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name!r} requested but CUDA is not available; use --device cpu")
     return device
-
-
-def _preprocessing(arch: str, size: int | None) -> tuple[Any, tuple, tuple, int]:
-    """(transform, mean, std, size) for ``arch``: ShapesScenes statistics for the demo model."""
-    from torchvision import transforms as T
-
-    from ..imageio import imagenet_transform
-
-    if arch == "shapes_resnet":
-        from ..data.shapes import normalization
-
-        mean, std = normalization()
-        size = size or 64
-        transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
-        return transform, mean, std, size
-    from ..classifiers import IMAGENET_MEAN, IMAGENET_STD
-
-    size = size or 224
-    return imagenet_transform(train=False, size=size), IMAGENET_MEAN, IMAGENET_STD, size
-
-
-def _class_names(arch: str) -> tuple[str, ...] | None:
-    if arch == "shapes_resnet":
-        from ..data.shapes import SHAPE_CLASSES
-
-        return SHAPE_CLASSES
-    return None
 
 
 def _stems(paths: list[str]) -> list[str]:
@@ -145,12 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--pooling {bad[0]!r} is not a pooling; use gap, ca or gap,ca")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.image_size is not None and args.image_size < 8:
-        raise ValueError(f"--image-size must be at least 8 pixels, got {args.image_size}")
-    if args.weights is None and args.arch != "shapes_resnet":
-        raise ValueError(
-            f"--weights is required for --arch {args.arch} (nothing is downloaded): pass a state-dict file"
-        )
+    check_model_arguments(args)
 
     from ..imageio import load_image
     from ..saliency.methods import RawAttention, method_name, resolve_method
@@ -162,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..adapters import with_preprocessing
+    from ..atomic import atomic_write_text
     from ..checkpoint import load_stream
-    from ..classifiers import build_classifier
     from ..explainer import explain
     from ..model import attach_stream
 
     device = _device(args.device)
-    model = attach_stream(build_classifier(args.arch, args.weights).to(device))
+    loaded = load_model(args, device)
+    model = attach_stream(loaded.classifier, profile=with_preprocessing(loaded.profile, loaded.preprocessing))
     if args.target_class is not None and not 0 <= args.target_class < model.num_classes:
         raise ValueError(f"--class {args.target_class} is out of range: the model has {model.num_classes} classes")
     if args.stream:
@@ -186,12 +155,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    transform, mean, std, size = _preprocessing(args.arch, args.image_size)
-    names = _class_names(args.arch)
+    transform = loaded.preprocessing.eval_transform()
+    mean, std = loaded.preprocessing.mean, loaded.preprocessing.std
+    names = loaded.class_names
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    mean_t = torch.tensor(mean).view(3, 1, 1)
-    std_t = torch.tensor(std).view(3, 1, 1)
+    mean_t = torch.tensor(mean).view(-1, 1, 1)
+    std_t = torch.tensor(std).view(-1, 1, 1)
     jobs = [(n, p) for n in method_classes for p in poolings if (n, p) not in {(s, "gap") for s in skipped}]
     rows = []
     with tqdm(total=len(pictures) * len(jobs), disable=args.no_progress, desc="explain", unit="map") as bar:
@@ -227,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
                 _save_png(overlay(rgb, saliency), base.with_suffix(".png"))
                 bar.update(1)
     _write_csv(rows, out / "predictions.csv")
+    atomic_write_text(out / "run.json", metadata_json(run_metadata(args, loaded, "explain")))
     print(f"wrote {len(rows) * len(jobs)} overlays and maps for {len(rows)} image(s) and predictions.csv to {out}")
     return 0
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._model import add_model_arguments, check_model_arguments, load_model, metadata_json, run_metadata
+
 __all__ = ["register", "run"]
 
 _AMP = {"auto": None, "on": True, "off": False, "bf16": "bf16", "fp16": "fp16"}
@@ -34,19 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data = parser.add_argument_group("data and model")
     data.add_argument("--data", required=True, type=Path, metavar="DIR", help="folder with train/ and val/ sub-folders")
-    data.add_argument(
-        "--arch", required=True, help="torchvision or timm classifier name (e.g. resnet50), or shapes_resnet"
-    )
-    data.add_argument(
-        "--weights",
-        type=Path,
-        metavar="PATH",
-        help="local state-dict file of the classifier (nothing is downloaded; optional only for shapes_resnet)",
-    )
+    add_model_arguments(data, image_size_help="training crop and evaluation centre crop (default: the model's)")
     data.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="output folder for checkpoints and the log"
     )
-    data.add_argument("--image-size", type=int, default=224, help="training crop and evaluation centre crop, in pixels")
     data.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data-loading processes per training process"
     )
@@ -107,7 +100,7 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _check_args(args: argparse.Namespace, world_size: int) -> None:
-    for name in ("epochs", "batch_size", "image_size"):
+    for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.workers < 0:
@@ -117,10 +110,7 @@ def _check_args(args: argparse.Namespace, world_size: int) -> None:
             f"--batch-size {args.batch_size} is the global batch and must be divisible by the "
             f"{world_size} torchrun processes"
         )
-    if args.weights is None and args.arch != "shapes_resnet":
-        raise ValueError(
-            f"--weights is required for --arch {args.arch}: a local state-dict file (nothing is downloaded)"
-        )
+    check_model_arguments(args)
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {str(args.out)!r} is a file; give a folder")
 
@@ -156,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..classifiers import build_classifier
-    from ..imageio import imagenet_transform, skip_none_collate
+    from ..adapters import with_preprocessing
+    from ..atomic import atomic_write_text
+    from ..imageio import skip_none_collate
     from ..model import attach_stream
     from ..train import train_stream
     from ..train.distributed import env_world
@@ -167,17 +158,18 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args, world_size)
     if not args.data.is_dir():
         raise FileNotFoundError(f"data folder {str(args.data)!r} does not exist")
-    train_set = _open_split(args.data, "train", imagenet_transform(True, args.image_size))
-    val_set = _open_split(args.data, "val", imagenet_transform(False, args.image_size))
+    loaded = load_model(args)  # preprocessing: the model's own (its profile), with the command line's overrides
+    train_set = _open_split(args.data, "train", loaded.preprocessing.train_transform())
+    val_set = _open_split(args.data, "val", loaded.preprocessing.eval_transform())
     if train_set.classes != val_set.classes:
         raise ValueError(
             f"train/ and val/ have different class folders ({len(train_set.classes)} vs {len(val_set.classes)}, "
             f"e.g. {sorted(set(train_set.classes) ^ set(val_set.classes))[:3]}); they must match"
         )
 
-    classifier = build_classifier(args.arch, args.weights)
     model = attach_stream(
-        classifier,
+        loaded.classifier,
+        profile=with_preprocessing(loaded.profile, loaded.preprocessing),
         start_stage=args.start_stage,
         heads=args.heads,
         project_kv=args.project_kv,
@@ -228,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
     )
     if rank == 0:
+        atomic_write_text(args.out / "run.json", metadata_json(run_metadata(args, loaded, "train")))
         _print_summary(history, args.out)
     return 0
 

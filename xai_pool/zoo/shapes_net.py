@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..adapters import StreamSpec
+from ..adapters import Preprocessing, StreamSpec
+from ..data.shapes import SHAPE_CLASSES, SHAPES_MEAN, SHAPES_STD
 
 __all__ = ["ShapesResNet", "BasicBlock", "shapes_resnet", "WEIGHTS_PATH"]
 
@@ -78,6 +79,12 @@ class ShapesResNet(nn.Module):
     xai_pool_spec = StreamSpec(
         taps=("stem", "layer1", "layer2", "layer3"), pool="avgpool", target_layer="layer4", family="xai_pool-shapes"
     )
+    #: How its images are prepared: ShapesScenes statistics at 64x64 (the scenes are rendered at that size).
+    xai_pool_preprocessing = Preprocessing(
+        mean=SHAPES_MEAN, std=SHAPES_STD, input_size=(64, 64), resize_size=64, source="ShapesScenes statistics"
+    )
+    #: Class names, in logit order.
+    xai_pool_class_names = SHAPE_CLASSES
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int, int, int] = (32, 64, 64, 128, 128)) -> None:
         super().__init__()
