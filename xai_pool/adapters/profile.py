@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .discovery import LayoutOracle, NotPoolable, canonical_producer, discover, output_index, spatial_mean
 from .layout import TapLayout
+from .order import follows_image, run_with_bumps
 from .preprocessing import Preprocessing, from_timm, from_torchvision_weights, imagenet_default
 from .probe import Recording, layout_from_one_shape, record_calls, select_output
 from .spec import StreamSpec, resolve_module
@@ -445,6 +446,39 @@ def _placement(
     return taps, pool, found.pooled_path or None, "discovered"
 
 
+def _check_order(
+    model: nn.Module, recording: Recording, channels: int, taps: tuple[Tap, ...], pool: PoolSite, *, strict: bool
+) -> tuple[tuple[Tap, ...], list[str]]:
+    """Keep the taps whose grids follow the image (a bump in a quadrant shows up there); see :mod:`.order`."""
+    size = recording.image_size
+    watched = [t.path for t in taps] + [pool.path if pool.kind == "module" else pool.pooled_path]
+    changed = run_with_bumps(model, _probe_input(model, channels, size), watched)
+    if pool.kind == "module":
+        clean_pool, bumped_pool = recording.first(pool.path).input, changed[f"{pool.path}:in"]
+    else:
+        clean_pool, bumped_pool = recording.first(pool.pooled_path).output, changed[pool.pooled_path]
+    if not follows_image(clean_pool, bumped_pool, pool.layout, size):
+        raise ProfileError(
+            f"the positions of the map its global pooling averages do not follow the image (read as "
+            f"{pool.layout.describe()}, a change in one corner of the image does not appear in that corner): "
+            "attention maps over it would be meaningless; if the layout is wrong, pass spec=StreamSpec(..., layouts=)"
+        )
+    kept, dropped = [], []
+    for tap in taps:
+        clean = tap.select(recording.first(tap.path).output)
+        if follows_image(clean, [tap.select(v) for v in changed[tap.path]], tap.layout, size):
+            kept.append(tap)
+        elif strict:
+            raise ProfileError(
+                f"tap {tap.path!r} read as {tap.layout.describe()}: its positions do not follow the image (a change "
+                "in one corner of the image does not appear in that corner: transposed or scrambled); fix its layout "
+                "in StreamSpec.layouts or tap another module"
+            )
+        else:
+            dropped.append(tap.path)
+    return tuple(kept), dropped
+
+
 def _ordered(taps: Sequence[Tap], order: Sequence[int]) -> str:
     return ", ".join(t.path for _, t in sorted(zip(order, taps), key=lambda item: item[0]))
 
@@ -536,6 +570,7 @@ def _resolve(
             oracle = LayoutOracle(rec_a, rec_b, _layout_hints(model))
             try:
                 taps, pool, target, source = _placement(model, spec, rec_a, oracle, logits)
+                taps, dropped = _check_order(model, rec_a, channels, taps, pool, strict=spec is not None)
             except ProfileError as exc:
                 failure = exc  # a larger input may give the last map more than one position
                 continue
@@ -545,7 +580,7 @@ def _resolve(
     finally:
         for module, flag in flags:
             module.training = flag
-    notes = []
+    notes = [f"tap {path!r} dropped: its positions do not follow the image (e.g. unrolled tokens)" for path in dropped]
     if rec_b is None:
         notes.append(f"measured at one input size ({rec_a.image_size[0]}x{rec_a.image_size[1]}) only")
     if preprocessing.source.startswith("ImageNet default"):
