@@ -107,11 +107,33 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _check_args(args: argparse.Namespace, world_size: int) -> None:
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    """Every flag, before any file is read: messages name the flag, its value and the fix."""
+    from ..validation import (
+        check_exclusive,
+        check_float,
+        check_output_dir,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
+
+    check_exclusive(
+        ("--resume", args.resume),
+        ("--overwrite", args.overwrite),
+        "--resume continues the run in --out, --overwrite replaces it with a new one",
+    )
+    for name in ("epochs", "batch_size", "image_size", "lr_step_epochs", "heads"):
+        positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
+    for name in ("checkpoint_every", "max_steps"):
+        positive_int(getattr(args, name), f"--{name.replace('_', '-')}", allow_none=True)
+    for name in ("workers", "seed", "start_stage"):
+        non_negative_int(getattr(args, name), f"--{name.replace('_', '-')}")
+    positive_float(args.lr, "--lr", hint="the paper uses 0.1 for a global batch of 256")
+    check_float(args.momentum, "--momentum", minimum=0.0, maximum=1.0, max_inclusive=False)
+    check_float(args.weight_decay, "--weight-decay", minimum=0.0)
+    check_float(args.warmup_epochs, "--warmup-epochs", minimum=0.0, maximum=args.epochs, hint="at most --epochs")
+    check_float(args.label_smoothing, "--label-smoothing", minimum=0.0, maximum=1.0, max_inclusive=False)
+    check_output_dir(args.out, name="--out")
     if args.batch_size % world_size:
         raise ValueError(
             f"--batch-size {args.batch_size} is the global batch and must be divisible by the "
@@ -121,8 +143,6 @@ def _check_args(args: argparse.Namespace, world_size: int) -> None:
         raise ValueError(
             f"--weights is required for --arch {args.arch}: a local state-dict file (nothing is downloaded)"
         )
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {str(args.out)!r} is a file; give a folder")
 
 
 def _open_split(data: Path, split: str, transform: Any):
@@ -161,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model import attach_stream
     from ..train import train_stream
     from ..train.distributed import env_world
+    from ..train import NonFiniteLossError
 
     _configure_logging(args.quiet)
     rank, world_size, _ = env_world()
@@ -203,30 +224,35 @@ def run(args: argparse.Namespace) -> int:
     train_loader = DataLoader(train_set, batch_size=per_process, shuffle=True, **common)
     val_loader = DataLoader(val_set, batch_size=per_process, shuffle=False, **common)
 
-    history = train_stream(
-        model,
-        train_loader,
-        val_loader=val_loader,
-        epochs=args.epochs,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        lr_step_epochs=args.lr_step_epochs,
-        warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing,
-        label_free=args.label_free,
-        init=args.init,
-        out_dir=args.out,
-        checkpoint_every_steps=args.checkpoint_every,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        max_steps=args.max_steps,
-        device=None if args.device == "auto" else args.device,
-        amp=_AMP[args.amp],
-        seed=args.seed,
-        progress=False if args.quiet else None,
-    )
+    try:
+        history = train_stream(
+            model,
+            train_loader,
+            val_loader=val_loader,
+            epochs=args.epochs,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            lr_step_epochs=args.lr_step_epochs,
+            warmup_epochs=args.warmup_epochs,
+            label_smoothing=args.label_smoothing,
+            label_free=args.label_free,
+            init=args.init,
+            out_dir=args.out,
+            checkpoint_every_steps=args.checkpoint_every,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            max_steps=args.max_steps,
+            device=None if args.device == "auto" else args.device,
+            amp=_AMP[args.amp],
+            seed=args.seed,
+            progress=False if args.quiet else None,
+        )
+    except NonFiniteLossError as exc:
+        if exc.cause != "diverged":
+            raise
+        raise NonFiniteLossError(f"{exc} (flags: --lr, --warmup-epochs, --amp off)") from None
     if rank == 0:
         _print_summary(history, args.out)
     return 0
@@ -240,8 +266,10 @@ def _print_summary(history: list[dict[str, Any]], out: Path) -> None:
     last = history[-1]
     scored = [r for r in history if r["val_acc_ca"] is not None]
     best = max(scored, key=lambda r: r["val_acc_ca"]) if scored else last
+    # Name only the files that exist (a run without a best epoch has no best.pt).
+    checkpoints = [str(out / name) for name in ("best.pt", "last.pt") if (out / name).is_file()]
     print(
         f"trained {last['epoch']} epochs; best epoch {best['epoch']}: val acc CA {best['val_acc_ca']} "
-        f"(GAP {best['val_acc_gap']}); stream checkpoints {out / 'best.pt'} and {out / 'last.pt'}; "
+        f"(GAP {best['val_acc_gap']}); stream checkpoints {' and '.join(checkpoints) or 'none'}; "
         f"log {out / 'history.jsonl'}" + (f"; {skipped} unreadable images skipped" if skipped else "")
     )
