@@ -46,6 +46,16 @@ def test_lr_1e30_names_the_step_and_writes_no_checkpoint_after_it(tmp_path) -> N
     assert not (tmp_path / "history.jsonl").exists() and not (tmp_path / "best.pt").exists()
 
 
+def test_checks_every_few_steps_still_name_the_first_bad_step(tmp_path, monkeypatch) -> None:
+    # As on a GPU: the flags are read every 10 steps (here at the end of epoch 1, step 6).
+    import xai_pool.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "_SYNCHRONOUS_DEVICES", ())
+    with pytest.raises(NonFiniteLossError, match=r"update of epoch 1, step 2 \(global step 2\)"):
+        run(tmp_path, lr=1e30, checkpoint_every_steps=None)
+    assert list(tmp_path.iterdir()) == []  # nothing written after the bad step
+
+
 class NaNAt(Dataset):
     """The colour problem with one sample made of NaN."""
 

@@ -43,8 +43,9 @@ INITS = ("xavier", "identity", "keep")
 RUN_FILES = ("best.pt", "last.pt", "train_state.pt", "history.jsonl")
 _AMP_CHOICES = (None, True, False, "bf16", "fp16")
 # On accelerators the loss is checked for NaN/inf every this many steps (each check waits for
-# the device); on the CPU, where operations are synchronous anyway, after every step.
+# the device); on these devices, where operations are synchronous anyway, after every step.
 _FINITE_CHECK_EVERY = 10
+_SYNCHRONOUS_DEVICES = ("cpu",)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -510,7 +511,7 @@ class _Run:
         self._labels_checked = False
         self._replace_old_run = False  # overwrite=True over an existing run: train in a staging folder
         self._final_dir: Path | None = None  # where the staging folder goes at the first checkpoint
-        self._check_every = 1 if device.type == "cpu" else _FINITE_CHECK_EVERY
+        self._check_every = 1 if device.type in _SYNCHRONOUS_DEVICES else _FINITE_CHECK_EVERY
 
         resume_state = self._check_out_dir(resume, overwrite)
         model.to(device)
