@@ -12,7 +12,7 @@ from PIL import Image
 
 from xai_pool import attach_stream, save_stream
 from xai_pool.cli import main
-from xai_pool.commands.explain import overlay
+from xai_pool.commands.explain import output_names, overlay
 from xai_pool.imageio import imagenet_transform
 
 
@@ -147,3 +147,106 @@ def test_help_lists_the_command(capsys) -> None:
         main(["explain", "--help"])
     assert exit_info.value.code == 0
     assert "--methods" in capsys.readouterr().out
+
+
+def _quick(files, out, images, *extra: str) -> list[str]:
+    args = _args(files, out, "--methods", "gradcam", "--pooling", "gap", *extra)
+    start = args.index("--images") + 1
+    args[start : start + 2] = [str(p) for p in images]
+    return args
+
+
+def test_output_names_keep_the_full_name_and_are_unique() -> None:
+    paths = ["x/frame.0001.png", "x/frame.0002.png", "a/cat.png", "b/cat.png", "cat_2.jpg", "c/Cat.PNG", ".png"]
+    assert output_names(paths) == ["frame.0001", "frame.0002", "cat", "cat_3", "cat_2", "Cat_4", ".png"]
+    assert output_names(["a/b.tar.gz", "c/b.tar.gz"]) == ["b.tar", "b.tar_2"]
+
+
+def test_every_input_gets_its_own_files_and_the_count_is_what_exists(files, tmp_path, capsys) -> None:
+    # Before: Path.with_suffix made frame.0001 and frame.0002 both write frame.npy/frame.png.
+    rng = np.random.default_rng(1)
+    images = []
+    for relative in ("x/frame.0001.png", "x/frame.0002.png", "a/cat.png", "b/cat.png", "cat_2.png"):
+        path = tmp_path / "in" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    out = tmp_path / "out"
+    assert main(_quick(files, out, images)) == 0
+    printed = capsys.readouterr().out
+    written = sorted(p.name for p in out.iterdir())
+    names = ["frame.0001", "frame.0002", "cat", "cat_3", "cat_2"]
+    expected = sorted(
+        [f"{n}_input.png" for n in names]
+        + [f"{n}_gradcam_gap.{ext}" for n in names for ext in ("npy", "png")]
+        + ["predictions.csv"]
+    )
+    assert written == expected
+    assert (
+        f"({len(written)} files)" in printed and "wrote 5 maps (.npy), 5 overlays (.png), 5 input image(s)" in printed
+    )
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["image"], r["name"]) for r in rows] == list(zip(map(str, images), names))
+    # Each file holds its own image's map: the two "cat" inputs differ, so do their maps.
+    assert not np.array_equal(np.load(out / "cat_gradcam_gap.npy"), np.load(out / "cat_3_gradcam_gap.npy"))
+
+
+def test_the_output_folder_is_whole_or_nothing(files, tmp_path, capsys, monkeypatch) -> None:
+    import xai_pool.explainer
+
+    real, calls = xai_pool.explainer.explain, []
+
+    def fails_on_the_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the machine went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xai_pool.explainer, "explain", fails_on_the_second_image)
+    out = tmp_path / "out"
+    assert main(_quick(files, out, [files / "first.png", files / "second.png"])) == 2
+    assert "the machine went away" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither --out nor a staging folder
+
+
+def test_an_existing_out_is_replaced_only_with_overwrite(files, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old results")
+    assert main(_quick(files, out, [files / "first.png"])) == 2
+    assert "already exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert main(_quick(files, out, [files / "first.png"], "--overwrite")) == 0
+    assert not (out / "old.txt").exists() and (out / "first_gradcam_gap.npy").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    inside = out / "first_input.png"
+    assert main(_quick(files, out, [inside], "--overwrite")) == 2
+    assert "would delete" in capsys.readouterr().err and inside.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_quick(files, empty, [files / "first.png"])) == 0  # an empty folder is simply filled
+
+
+def test_a_killed_run_leaves_nothing_the_next_run_keeps(files, tmp_path) -> None:
+    from xai_pool.atomic import _host_tag
+
+    from .test_atomic import dead_pid
+
+    stale = tmp_path / f".out.{_host_tag()}.{dead_pid()}.{'ab' * 6}.tmp"
+    stale.mkdir()
+    (stale / "first_input.png").write_bytes(b"half")
+    assert main(_quick(files, tmp_path / "out", [files / "first.png"])) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_csv_cells_that_spreadsheets_would_run_are_escaped(files, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(files / "first.png").save(folder / "=1+2.png")
+    monkeypatch.chdir(folder)
+    out = tmp_path / "out"
+    assert main(_quick(files, out, ["=1+2.png"])) == 0
+    text = (out / "predictions.csv").read_text()
+    assert "'=1+2.png,'=1+2," in text
+    assert (out / "=1+2_gradcam_gap.npy").exists()  # file names are left as they are

@@ -19,7 +19,14 @@ from .model import CAModel
 from .atomic import atomic_write
 from .stream import StreamConfig
 
-__all__ = ["save_stream", "load_stream", "backbone_fingerprint", "atomic_torch_save", "safe_torch_load"]
+__all__ = [
+    "save_stream",
+    "load_stream",
+    "backbone_fingerprint",
+    "atomic_torch_save",
+    "safe_torch_load",
+    "check_finite_state",
+]
 
 _FORMAT = "xai_pool.stream"
 _FORMAT_VERSION = 1
@@ -55,8 +62,32 @@ def backbone_fingerprint(backbone: nn.Module) -> dict[str, str]:
     return {"architecture": arch.hexdigest()[:16], "weights": weights.hexdigest()[:16]}
 
 
+def check_finite_state(state_dict: dict[str, Any], source: str) -> None:
+    """Refuse a state dict with NaN or infinite weights (a diverged run), naming the tensors.
+
+    Raises:
+        ValueError: naming the first tensors and their count of non-finite values.
+    """
+    bad = [
+        (key, int((~torch.isfinite(value)).sum()))
+        for key, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        listed = ", ".join(f"{key!r} ({count} values)" for key, count in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise ValueError(
+            f"{source} holds NaN or infinite weights in {len(bad)} tensor(s) ({listed}): the training that produced "
+            "them diverged; retrain (e.g. with a smaller learning rate) or use an earlier checkpoint"
+        )
+
+
 def stream_payload(model: CAModel) -> dict[str, Any]:
-    """The tensor-only dictionary stored by :func:`save_stream` (also embedded by the trainer)."""
+    """The tensor-only dictionary stored by :func:`save_stream` (also embedded by the trainer).
+
+    Raises:
+        ValueError: the stream's weights hold NaN or inf (such a stream is never saved).
+    """
+    check_finite_state(model.stream.state_dict(), "the stream to save")
     return {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
@@ -106,6 +137,9 @@ def apply_stream_payload(model: CAModel, payload: Any, *, source: str = "stream 
             f"{source} was trained on a backbone with different weights; a stream only makes sense on the "
             "frozen backbone it was trained with (load the same pretrained weights first)"
         )
+    if not isinstance(payload.get("state_dict"), dict):
+        raise ValueError(f"{source} has no state_dict of weights; it is damaged or not written by xai_pool")
+    check_finite_state(payload["state_dict"], source)
     model.stream.load_state_dict(payload["state_dict"], strict=True)
 
 
@@ -114,8 +148,9 @@ def load_stream(model: CAModel, path: str | os.PathLike) -> CAModel:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is corrupt, not a stream checkpoint, or was trained for another
-            backbone (architecture or weights) or stream configuration.
+        ValueError: the file is corrupt, not a stream checkpoint, holds NaN or infinite
+            weights, or was trained for another backbone (architecture or weights) or stream
+            configuration.
     """
     if not isinstance(model, CAModel):
         raise TypeError(f"load_stream expects a CAModel (from attach_stream), got {type(model).__name__}")

@@ -19,6 +19,7 @@ from .saliency.layers import TargetLayers, resolve_target_layers, single_call_ch
 from .saliency.methods import build_cam, method_name, needs_target_layers, resolve_method
 from .saliency.raw_attention import RawAttention
 from .saliency.targets import TargetSpec, resolve_targets
+from .validation import check_images
 
 __all__ = ["explain"]
 
@@ -52,7 +53,9 @@ def explain(
             its own GAP model (``pooling="gap"`` only; wrap it with
             :func:`~xai_pool.attach_stream` for CA).
         images: (B, C, H, W) float tensor, normalised as the model expects; moved to the
-            model's device.
+            model's device and cast to its parameters' dtype (float16, bfloat16 and float64
+            images are accepted). Checked first by :func:`xai_pool.validation.check_images`:
+            finite values, the model's number of input channels, at least 1x1 pixels.
         method: a name from :data:`xai_pool.saliency.METHODS` (``"raw_attention"``,
             ``"gradcam"``, ``"gradcam++"``, ``"scorecam"``, ``"xgradcam"``, ``"eigencam"``,
             ``"layercam"``, ``"hirescam"``, ``"ablationcam"``, ``"fullgrad"``...) or any
@@ -76,15 +79,18 @@ def explain(
     Raises:
         TypeError: ``images`` is not a floating-point tensor, ``model`` not a module, or a
             target of the wrong type.
-        ValueError: unknown method (the valid names are listed), wrong number of targets,
-            images not 4-D, CA pooling or raw attention on a model without a stream, a target
-            layer that is not part of the model or runs more than once per forward pass.
+        ValueError: unknown method (the valid names are listed), wrong number of targets, a
+            negative or out-of-range class index (for a plain classifier, checked against the
+            logits when the method runs), images not 4-D, empty, with NaN/inf or the wrong
+            number of channels, CA pooling or raw attention on a model without a stream, a
+            target layer that is not part of the model or runs more than once per forward pass.
+        RuntimeError: the method produced NaN/inf maps from finite images.
     """
     cls = resolve_method(method)
     name = method_name(method)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a CAModel or a classifier), got {type(model).__name__}")
-    x = _check_images(images)
+    x = check_images(images, channels=_input_channels(model), dtype=_float_dtype(model))
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be 'gap' or 'ca', got {pooling!r}")
     is_ca = isinstance(model, CAModel)
@@ -120,18 +126,18 @@ def explain(
     return _check_maps(maps, tuple(x.shape), name)
 
 
-def _check_images(images: Any) -> Tensor:
-    if not isinstance(images, Tensor):
-        hint = " (convert with torch.from_numpy)" if isinstance(images, np.ndarray) else ""
-        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}{hint}")
-    if images.ndim != 4:
-        hint = "; add a batch dimension with images.unsqueeze(0)" if images.ndim == 3 else ""
-        raise ValueError(f"images must be a 4-D batch (B, C, H, W), got shape {tuple(images.shape)}{hint}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floating point and normalised as the model expects, got {images.dtype}")
-    if images.shape[0] == 0:
-        raise ValueError("images is an empty batch (B = 0)")
-    return images
+def _input_channels(model: nn.Module) -> int | None:
+    """The channels the model takes: a CAModel knows; else the first Conv2d's (None if there is none)."""
+    channels = getattr(model, "in_channels", None)
+    if isinstance(channels, int):
+        return channels
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else None
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's floating parameters: images are cast to it (None: no parameter)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
 def _release(cam: Any) -> None:
@@ -149,6 +155,11 @@ def _check_maps(maps: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     if maps.shape != expected:
         raise RuntimeError(f"method {name!r} returned maps of shape {maps.shape}, expected {expected}")
     if not np.isfinite(maps).all():
-        raise RuntimeError(f"method {name!r} returned NaN or infinite values; try another method or target layer")
+        # The images were checked to be finite: the maps' NaN/inf come from the model or the method.
+        raise RuntimeError(
+            f"method {name!r} returned NaN or infinite values for finite images: the model's outputs or weights may "
+            "be non-finite, or the method fails on this target layer; check model(images) is finite, then try another "
+            "method or target layer"
+        )
     # pytorch-grad-cam scales into [0, 1) already; clip guards against float rounding only.
     return np.clip(maps.astype(np.float32, copy=False), 0.0, 1.0)

@@ -78,12 +78,21 @@ class SafeImageFolder:
         return len(self._folder)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int] | None:
+        folder = self._folder
+        path, target = folder.samples[index]
         try:
-            return self._folder[index]
+            sample = folder.loader(path)
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken files
             self.skipped += 1
-            warnings.warn(f"skipping unreadable image {self._folder.samples[index][0]!r}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping unreadable image {path!r}: {exc}", stacklevel=2)
             return None
+        # Only reading the file may fail quietly: an error of the transform (a bad size or
+        # parameter) is not a broken image and must surface.
+        if folder.transform is not None:
+            sample = folder.transform(sample)
+        if folder.target_transform is not None:
+            target = folder.target_transform(target)
+        return sample, target
 
 
 def skip_none_collate(batch: list) -> object:

@@ -1,19 +1,26 @@
 """``xai-pool explain``: saliency overlays, raw maps and predictions for a few images.
 
-For every image, method and pooling it writes ``<image>_<method>_<pooling>.png`` (the map
-over the image, RGB) and ``<image>_<method>_<pooling>.npy`` (the float32 map in [0, 1] at
-the network's input resolution), plus ``<image>_input.png`` (the image as the network saw
-it, after resize and crop), ``predictions.csv`` (class and probability with both
-poolings) and ``run.json`` (the model's profile and the preprocessing used: the model's own
-statistics and sizes unless --mean/--std/--image-size override them). Raw attention has no GAP version (GAP has no attention map): that combination is
-skipped with a note.
+For every image, method and pooling it writes ``<name>_<method>_<pooling>.png`` (the map
+over the image, RGB) and ``<name>_<method>_<pooling>.npy`` (the float32 map in [0, 1] at
+the network's input resolution), plus ``<name>_input.png`` (the image as the network saw
+it, after resize and crop) and ``predictions.csv`` (class and probability with both
+poolings). ``<name>`` is the image's file name without its last extension
+(``frame.0001.png`` -> ``frame.0001``); images with the same name (from different folders)
+get ``_2``, ``_3``... in the order given (predictions.csv lists the name of each image).
+``run.json`` records the model's profile and the preprocessing used: the model's own
+statistics and sizes (timm ``pretrained_cfg``, torchvision weights metadata, or what the model
+declares) unless --mean/--std/--image-size override them.
+Raw attention has no GAP version (GAP has no attention map): that combination is skipped
+with a note.
+
+The output folder is written whole or not at all: everything goes into a temporary sibling
+folder, renamed to --out at the end. An existing non-empty --out is refused unless
+--overwrite is given; it is then replaced only once the new folder is complete.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "raw_attention, xgradcam, eigencam, layercam, hirescam, ablationcam, fullgrad",
     )
     parser.add_argument("--pooling", default="gap,ca", help="comma-separated poolings: gap, ca (default both)")
-    parser.add_argument("--out", required=True, help="output folder (created if needed)")
+    parser.add_argument("--out", required=True, help="output folder (created; see --overwrite)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty --out (only once the new results are complete)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
         "--batch-size", type=int, default=16, help="masked images per forward pass (Score-CAM, Ablation-CAM)"
@@ -55,13 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
-
-
-def _split(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise ValueError(f"--{what} is empty; give a comma-separated list")
-    return list(dict.fromkeys(items))
 
 
 def _device(name: str) -> Any:
@@ -78,15 +83,28 @@ def _device(name: str) -> Any:
     return device
 
 
-def _stems(paths: list[str]) -> list[str]:
-    """File-name stems, made unique (two ``cat.png`` in different folders)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = Path(path).stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
+def output_names(paths: list[str]) -> list[str]:
+    """One unique output name per image: its file name without the last extension.
+
+    ``frame.0001.png`` -> ``frame.0001``. A name already used by an earlier image (compared
+    without case, for case-insensitive file systems) gets the first free ``_2``, ``_3``...
+    that is not the name of any image given, so the result depends only on the order of
+    ``paths``.
+    """
+    stems = [Path(path).stem or "image" for path in paths]
+    reserved = {stem.casefold() for stem in stems}
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name = stem
+        if name.casefold() in used:
+            n = 2
+            while f"{stem}_{n}".casefold() in used | reserved:
+                n += 1
+            name = f"{stem}_{n}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def _slug(name: str) -> str:
@@ -105,24 +123,66 @@ def overlay(image: Any, saliency: Any) -> Any:
 def _save_png(array: Any, path: Path) -> None:
     from PIL import Image
 
-    Image.fromarray(array).save(path)  # (H, W, 3) uint8 is RGB
+    from ..atomic import atomic_write
+
+    image = Image.fromarray(array)  # (H, W, 3) uint8 is RGB
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def _save_npy(array: Any, path: Path) -> None:
+    import numpy as np
+
+    from ..atomic import atomic_write
+
+    atomic_write(path, lambda handle: np.save(handle, array))
+
+
+def _check_out(args: argparse.Namespace) -> Path:
+    """--out: writable, and either new, empty, or replaceable (--overwrite) without losing inputs."""
+    from ..validation import check_output_dir
+
+    out = check_output_dir(args.out, name="--out").resolve()  # absolute: "." has no name to stage beside
+    if out.is_dir() and any(out.iterdir()):
+        if not args.overwrite:
+            raise ValueError(
+                f"--out {str(out)!r} already exists and is not empty; pass --overwrite to replace it (the old "
+                "folder is kept until the new results are complete), or choose another folder"
+            )
+        inside = out
+        if inside == Path.cwd().resolve() or inside in Path.cwd().resolve().parents:
+            raise ValueError(f"--overwrite cannot replace --out {str(out)!r}: it holds the current folder")
+        inputs = [*args.images, *(p for p in (args.weights, args.stream) if p)]
+        for path in inputs:
+            if inside in Path(path).resolve().parents:
+                raise ValueError(
+                    f"--overwrite would delete {str(path)!r}, an input inside --out {str(out)!r}; move it out of the "
+                    "folder, or choose another --out"
+                )
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xai-pool explain``; returns the exit code."""
-    methods = _split(args.methods, "methods")
-    poolings = _split(args.pooling, "pooling")
+    from ..validation import check_int, positive_int, split_names
+
+    # Every flag first: a mistake costs a second, not a model load.
+    methods = split_names(args.methods, "--methods")
+    poolings = split_names(args.pooling, "--pooling")
     bad = [p for p in poolings if p not in ("gap", "ca")]
     if bad:
         raise ValueError(f"--pooling {bad[0]!r} is not a pooling; use gap, ca or gap,ca")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    positive_int(args.batch_size, "--batch-size")
+    check_int(args.image_size, "--image-size", minimum=8, allow_none=True, hint="the network input size in pixels")
+    check_int(args.target_class, "--class", minimum=0, allow_none=True, hint="class indices start at 0")
     check_model_arguments(args)
+    out = _check_out(args)
 
+    from ..atomic import atomic_directory, remove_stale_temp_files
     from ..imageio import load_image
     from ..saliency.methods import RawAttention, method_name, resolve_method
 
     method_classes = {method_name(m): resolve_method(m) for m in methods}  # unknown names fail here
+    device = _device(args.device)
     pictures = [load_image(path) for path in args.images]  # unreadable images fail before any work
 
     import numpy as np
@@ -132,11 +192,11 @@ def run(args: argparse.Namespace) -> int:
     from ..adapters import with_preprocessing
     from ..atomic import atomic_write_text
     from ..checkpoint import load_stream
+    from ..csvfile import write_csv
     from ..explainer import explain
     from ..model import attach_stream
 
-    device = _device(args.device)
-    loaded = load_model(args, device)
+    loaded = load_model(args, device)  # preprocessing: the model's own (its profile), with overrides
     model = attach_stream(loaded.classifier, profile=with_preprocessing(loaded.profile, loaded.preprocessing))
     if args.target_class is not None and not 0 <= args.target_class < model.num_classes:
         raise ValueError(f"--class {args.target_class} is out of range: the model has {model.num_classes} classes")
@@ -156,21 +216,24 @@ def run(args: argparse.Namespace) -> int:
         )
 
     transform = loaded.preprocessing.eval_transform()
-    mean, std = loaded.preprocessing.mean, loaded.preprocessing.std
     names = loaded.class_names
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    mean_t = torch.tensor(mean).view(-1, 1, 1)
-    std_t = torch.tensor(std).view(-1, 1, 1)
+    mean_t = torch.tensor(loaded.preprocessing.mean).view(-1, 1, 1)
+    std_t = torch.tensor(loaded.preprocessing.std).view(-1, 1, 1)
     jobs = [(n, p) for n in method_classes for p in poolings if (n, p) not in {(s, "gap") for s in skipped}]
+    remove_stale_temp_files(out.parent, target=out.name)  # left by a killed earlier run
     rows = []
-    with tqdm(total=len(pictures) * len(jobs), disable=args.no_progress, desc="explain", unit="map") as bar:
-        for path, stem, picture in zip(args.images, _stems(args.images), pictures):
+    written: list[Path] = []
+    with (
+        atomic_directory(out) as staging,
+        tqdm(total=len(pictures) * len(jobs), disable=args.no_progress, desc="explain", unit="map") as bar,
+    ):
+        for path, stem, picture in zip(args.images, output_names(args.images), pictures):
             tensor = transform(picture)
             x = tensor[None].to(device)
             rgb = (tensor * std_t + mean_t).clamp(0, 1).permute(1, 2, 0).numpy()
-            _save_png((rgb * 255).round().astype(np.uint8), out / f"{stem}_input.png")
-            row: dict[str, Any] = {"image": path}
+            _save_png((rgb * 255).round().astype(np.uint8), staging / f"{stem}_input.png")
+            written.append(out / f"{stem}_input.png")
+            row: dict[str, Any] = {"image": path, "name": stem}
             with torch.inference_mode():
                 for pooling in ("gap", "ca"):
                     with model.pooling_as(pooling):
@@ -192,20 +255,21 @@ def run(args: argparse.Namespace) -> int:
                     target_layers=args.target_layer,
                     batch_size=args.batch_size,
                 )[0]
-                base = out / f"{stem}_{_slug(name)}_{pooling}"
-                np.save(base.with_suffix(".npy"), saliency)
-                _save_png(overlay(rgb, saliency), base.with_suffix(".png"))
+                # Names are appended, not swapped in with Path.with_suffix: "frame.0001" keeps its dot.
+                base = f"{stem}_{_slug(name)}_{pooling}"
+                _save_npy(saliency, staging / f"{base}.npy")
+                _save_png(overlay(rgb, saliency), staging / f"{base}.png")
+                written += [out / f"{base}.npy", out / f"{base}.png"]
                 bar.update(1)
-    _write_csv(rows, out / "predictions.csv")
-    atomic_write_text(out / "run.json", metadata_json(run_metadata(args, loaded, "explain")))
-    print(f"wrote {len(rows) * len(jobs)} overlays and maps for {len(rows)} image(s) and predictions.csv to {out}")
+        write_csv(staging / "predictions.csv", rows)
+        atomic_write_text(staging / "run.json", metadata_json(run_metadata(args, loaded, "explain")))
+        written += [out / "predictions.csv", out / "run.json"]
+        present = sum(1 for entry in staging.iterdir() if entry.is_file())
+        if present != len(written):  # a name written twice would lose a file: never report it as done
+            raise RuntimeError(f"{len(written)} files were written but {present} exist; two outputs share a name")
+    maps = len(rows) * len(jobs)
+    print(
+        f"wrote {maps} maps (.npy), {maps} overlays (.png), {len(rows)} input image(s), predictions.csv and run.json "
+        f"({present} files) to {out}"
+    )
     return 0
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)

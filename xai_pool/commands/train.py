@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._model import add_model_arguments, check_model_arguments, load_model, metadata_json, run_metadata
+from ._model import add_model_arguments, check_model_arguments, load_model, run_metadata
 
 __all__ = ["register", "run"]
 
@@ -100,19 +100,39 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _check_args(args: argparse.Namespace, world_size: int) -> None:
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    """Every flag, before any file is read: messages name the flag, its value and the fix."""
+    from ..validation import (
+        check_exclusive,
+        check_float,
+        check_output_dir,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
+
+    check_exclusive(
+        ("--resume", args.resume),
+        ("--overwrite", args.overwrite),
+        "--resume continues the run in --out, --overwrite replaces it with a new one",
+    )
+    for name in ("epochs", "batch_size", "lr_step_epochs", "heads"):
+        positive_int(getattr(args, name), f"--{name.replace('_', '-')}")
+    for name in ("checkpoint_every", "max_steps"):
+        positive_int(getattr(args, name), f"--{name.replace('_', '-')}", allow_none=True)
+    for name in ("workers", "seed", "start_stage"):
+        non_negative_int(getattr(args, name), f"--{name.replace('_', '-')}")
+    positive_float(args.lr, "--lr", hint="the paper uses 0.1 for a global batch of 256")
+    check_float(args.momentum, "--momentum", minimum=0.0, maximum=1.0, max_inclusive=False)
+    check_float(args.weight_decay, "--weight-decay", minimum=0.0)
+    check_float(args.warmup_epochs, "--warmup-epochs", minimum=0.0, maximum=args.epochs, hint="at most --epochs")
+    check_float(args.label_smoothing, "--label-smoothing", minimum=0.0, maximum=1.0, max_inclusive=False)
+    check_output_dir(args.out, name="--out")
     if args.batch_size % world_size:
         raise ValueError(
             f"--batch-size {args.batch_size} is the global batch and must be divisible by the "
             f"{world_size} torchrun processes"
         )
     check_model_arguments(args)
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {str(args.out)!r} is a file; give a folder")
 
 
 def _open_split(data: Path, split: str, transform: Any):
@@ -147,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..adapters import with_preprocessing
-    from ..atomic import atomic_write_text
     from ..imageio import skip_none_collate
     from ..model import attach_stream
     from ..train import train_stream
     from ..train.distributed import env_world
+    from ..train import NonFiniteLossError
 
     _configure_logging(args.quiet)
     rank, world_size, _ = env_world()
@@ -195,32 +215,37 @@ def run(args: argparse.Namespace) -> int:
     train_loader = DataLoader(train_set, batch_size=per_process, shuffle=True, **common)
     val_loader = DataLoader(val_set, batch_size=per_process, shuffle=False, **common)
 
-    history = train_stream(
-        model,
-        train_loader,
-        val_loader=val_loader,
-        epochs=args.epochs,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        lr_step_epochs=args.lr_step_epochs,
-        warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing,
-        label_free=args.label_free,
-        init=args.init,
-        out_dir=args.out,
-        checkpoint_every_steps=args.checkpoint_every,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        max_steps=args.max_steps,
-        device=None if args.device == "auto" else args.device,
-        amp=_AMP[args.amp],
-        seed=args.seed,
-        progress=False if args.quiet else None,
-    )
+    try:
+        history = train_stream(
+            model,
+            train_loader,
+            val_loader=val_loader,
+            epochs=args.epochs,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            lr_step_epochs=args.lr_step_epochs,
+            warmup_epochs=args.warmup_epochs,
+            label_smoothing=args.label_smoothing,
+            label_free=args.label_free,
+            init=args.init,
+            out_dir=args.out,
+            checkpoint_every_steps=args.checkpoint_every,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            max_steps=args.max_steps,
+            device=None if args.device == "auto" else args.device,
+            amp=_AMP[args.amp],
+            seed=args.seed,
+            progress=False if args.quiet else None,
+            metadata=run_metadata(args, loaded, "train"),
+        )
+    except NonFiniteLossError as exc:
+        if exc.cause != "diverged":
+            raise
+        raise NonFiniteLossError(f"{exc} (flags: --lr, --warmup-epochs, --amp off)") from None
     if rank == 0:
-        atomic_write_text(args.out / "run.json", metadata_json(run_metadata(args, loaded, "train")))
         _print_summary(history, args.out)
     return 0
 
@@ -233,8 +258,10 @@ def _print_summary(history: list[dict[str, Any]], out: Path) -> None:
     last = history[-1]
     scored = [r for r in history if r["val_acc_ca"] is not None]
     best = max(scored, key=lambda r: r["val_acc_ca"]) if scored else last
+    # Name only the files that exist (a run without a best epoch has no best.pt).
+    checkpoints = [str(out / name) for name in ("best.pt", "last.pt") if (out / name).is_file()]
     print(
         f"trained {last['epoch']} epochs; best epoch {best['epoch']}: val acc CA {best['val_acc_ca']} "
-        f"(GAP {best['val_acc_gap']}); stream checkpoints {out / 'best.pt'} and {out / 'last.pt'}; "
+        f"(GAP {best['val_acc_gap']}); stream checkpoints {' and '.join(checkpoints) or 'none'}; "
         f"log {out / 'history.jsonl'}" + (f"; {skipped} unreadable images skipped" if skipped else "")
     )

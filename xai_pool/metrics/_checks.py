@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..validation import check_finite
+
 __all__ = [
     "as_images",
     "as_labels",
@@ -21,6 +23,7 @@ __all__ = [
     "as_maps",
     "as_channel_stats",
     "check_label_range",
+    "check_probabilities",
     "eval_mode",
     "model_device",
 ]
@@ -50,6 +53,8 @@ def as_images(images: Any) -> torch.Tensor:
         )
     if x.ndim != 4:
         raise ValueError(f"images must have shape (B, C, H, W); got shape {tuple(x.shape)}")
+    # NaN/inf pixels would turn every probability, hence every score, into NaN.
+    check_finite(x, "images", fix="metrics need finite images: fix the preprocessing or drop those images")
     return x
 
 
@@ -85,6 +90,16 @@ def as_labels(labels: Any, batch: int) -> torch.Tensor | None:
     if batch and int(y.min()) < 0:
         raise ValueError(f"labels must be class indices >= 0; got {int(y.min())}")
     return y.long()
+
+
+def check_probabilities(probs: np.ndarray, what: str) -> None:
+    """Raise when the model gave non-finite scores (finite images, non-finite logits or substrates)."""
+    if not np.isfinite(probs).all():
+        bad = int((~np.isfinite(probs)).sum())
+        raise ValueError(
+            f"the model returned non-finite logits for {bad} of {probs.size} {what}: its weights or outputs hold "
+            "NaN/inf, or an insertion/deletion substrate does; check model(images) and the substrates are finite"
+        )
 
 
 def check_label_range(labels: torch.Tensor, num_classes: int) -> None:

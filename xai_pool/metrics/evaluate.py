@@ -29,6 +29,7 @@ from ._checks import (
     as_maps,
     as_masks,
     check_label_range,
+    check_probabilities,
     eval_mode,
     model_device,
 )
@@ -132,8 +133,9 @@ def evaluate(
     Raises:
         TypeError: an argument has the wrong type (e.g. integer images, float labels, a model
             that does not return a logits tensor).
-        ValueError: shapes disagree, labels are out of range, a map holds NaN/inf, or an
-            option is invalid.
+        ValueError: shapes disagree, labels are out of range, an image holds NaN/inf, a map
+            holds NaN/inf (with ``on_invalid="raise"``), the model returns non-finite logits,
+            or an option is invalid.
 
     Example:
         >>> scores = evaluate(model, x, cams, y, metrics=("ad", "insertion"))  # doctest: +SKIP
@@ -407,6 +409,7 @@ class _Engine:
             probs[dev(order_t)] = _confidence.probabilities(logits, classes[dev(image[order_t])])
 
         probs_np = probs.cpu().numpy()
+        check_probabilities(probs_np, "forward passes")
         res: dict[str, np.ndarray] = {"target": classes.cpu().numpy(), "p": probs_np[:count]}
         offset = count
         if maps is not None:
@@ -450,7 +453,9 @@ class _Engine:
                 logits = self._forward(imputed[begin : begin + self.batch_size], None)
                 scores.append(_confidence.probabilities(logits, classes[i].expand(logits.shape[0])))
             probs.append(torch.cat(scores))
-        return torch.stack(probs).cpu().numpy()
+        road = torch.stack(probs).cpu().numpy()
+        check_probabilities(road, "ROAD forward passes")
+        return road
 
 
 def _job_block(kind: int, image: torch.Tensor, first: int, second: int, changed: torch.Tensor) -> torch.Tensor:

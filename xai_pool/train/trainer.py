@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -22,33 +23,47 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
-from ..checkpoint import apply_stream_payload, atomic_torch_save, stream_payload
+from ..atomic import atomic_write_text, make_staging_dir, remove_stale_temp_files, replace_directory
+from ..checkpoint import apply_stream_payload, atomic_torch_save, check_finite_state, stream_payload
 from ..model import CAModel
 from ..stream import CAStream
+from ..validation import check_choice, check_float, check_int, check_output_dir, positive_float
 from . import distributed as dist_utils
 from .data import prepare_eval_loader, prepare_train_loader
 from .schedules import SCHEDULES, build_scheduler
 from .state import capture_rng_state, check_resume_config, load_train_state, restore_rng_state, save_train_state
 from .steps import EVAL_FIELDS, Objective, evaluate_sums, split_batch, train_step
 
-__all__ = ["train_stream", "evaluate_stream", "INITS", "RUN_FILES"]
+__all__ = ["train_stream", "evaluate_stream", "INITS", "RUN_FILES", "NonFiniteLossError"]
 
 logger = logging.getLogger("xai_pool.train")
 
 INITS = ("xavier", "identity", "keep")
 #: Files written into ``out_dir``.
-RUN_FILES = ("best.pt", "last.pt", "train_state.pt", "history.jsonl")
+RUN_FILES = ("best.pt", "last.pt", "train_state.pt", "history.jsonl", "run.json")
 _AMP_CHOICES = (None, True, False, "bf16", "fp16")
+# On accelerators the loss is checked for NaN/inf every this many steps (each check waits for
+# the device); on these devices, where operations are synchronous anyway, after every step.
+_FINITE_CHECK_EVERY = 10
+_SYNCHRONOUS_DEVICES = ("cpu",)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training (or validation) loss or the weights became NaN or infinite.
+
+    Nothing after the last finite checkpoint was written. ``cause`` is ``"diverged"`` (finite
+    images: the learning rate or mixed precision), ``"images"`` (that batch held NaN/inf) or
+    ``"validation"`` (a non-finite validation loss).
+    """
+
+    def __init__(self, message: str, cause: str = "diverged") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 # ----------------------------------------------------------------------------- checks
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    check_int(value, name, minimum=minimum, allow_none=allow_none)
 
 
 def _check_args(
@@ -76,16 +91,12 @@ def _check_args(
     _check_int("seed", seed, 0)
     _check_int("checkpoint_every_steps", checkpoint_every_steps, 1, allow_none=True)
     _check_int("max_steps", max_steps, 1, allow_none=True)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if not 0 <= momentum < 1 or weight_decay < 0:
-        raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum} and {weight_decay}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0 <= warmup_epochs <= epochs:
-        raise ValueError(f"warmup_epochs must be in [0, epochs={epochs}], got {warmup_epochs}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    positive_float(lr, "lr")
+    check_float(momentum, "momentum", minimum=0.0, maximum=1.0, max_inclusive=False)
+    check_float(weight_decay, "weight_decay", minimum=0.0)
+    check_choice(schedule, "schedule", SCHEDULES)
+    check_float(warmup_epochs, "warmup_epochs", minimum=0.0, maximum=epochs, hint=f"it cannot exceed epochs={epochs}")
+    check_float(label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0, max_inclusive=False)
     if label_free and label_smoothing:
         raise ValueError(
             "label_smoothing applies to labels; label_free=True distils the GAP probabilities, "
@@ -187,6 +198,7 @@ def train_stream(
     amp: bool | str | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    metadata: dict[str, Any] | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the CA-Stream of ``model`` with its backbone and classifier frozen.
@@ -224,7 +236,13 @@ def train_stream(
         checkpoint_every_steps: also write ``train_state.pt`` every N optimizer steps.
         resume: continue from ``out_dir/train_state.pt`` (a new run starts, with a warning,
             if there is none yet, so the same command can be repeated after a crash).
-        overwrite: allow a new run (``resume=False``) in an ``out_dir`` that holds one.
+        overwrite: allow a new run in an ``out_dir`` that holds one. The old run stays
+            complete until the new one has written its first checkpoint: the new run is
+            trained in a temporary sibling folder, which then replaces ``out_dir`` (renames;
+            a kill at any point leaves the old run or the new one, see ``docs/training.md``).
+            ``out_dir`` must then hold only run files. With ``resume=True``, ``overwrite``
+            only matters when there is no ``train_state.pt`` to resume (the CLI refuses the
+            two flags together).
         max_steps: stop (after checkpointing) once this many optimizer steps are done in
             total, to split a run into time-boxed jobs; ``resume=True`` continues it.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available (the local
@@ -235,6 +253,8 @@ def train_stream(
         progress: tqdm progress bars; None = only when stderr is a terminal.
         on_step: called after every optimizer step with a dict (``epoch``, ``step``,
             ``global_step``, ``loss``, ``lr``); an exception raised there stops training.
+        metadata: JSON-serialisable facts about the run (the commands record the model profile
+            and the preprocessing); written to ``out_dir/run.json`` with every training state.
 
     Returns:
         The history: one dict per finished epoch with ``epoch`` (1-based), ``train_loss``,
@@ -247,8 +267,12 @@ def train_stream(
     Raises:
         TypeError: ``model`` is not a CAModel, or an argument has the wrong type.
         ValueError: an argument is out of range, the backbone is not frozen, ``out_dir``
-            already holds a run (without ``resume``/``overwrite``), or the checkpoint to
-            resume is truncated, foreign, or from another model or other settings.
+            already holds a run (without ``resume``/``overwrite``), the checkpoint to
+            resume is truncated, foreign, non-finite, or from another model or other
+            settings, or every training image of an epoch was unreadable.
+        NonFiniteLossError: the loss became NaN or infinite (a RuntimeError naming the
+            epoch and step; the last finite checkpoint is kept, nothing later is written).
+        OSError: ``out_dir`` cannot be written (checked before training starts).
 
     Example:
         >>> ca = xai_pool.attach_stream(resnet50)                          # doctest: +SKIP
@@ -303,6 +327,7 @@ def train_stream(
             seed=seed,
             progress=progress,
             on_step=on_step,
+            metadata=metadata,
         )
         return run.run()
     finally:
@@ -383,6 +408,64 @@ def _score(record: dict[str, Any]) -> float:
     return -record["train_loss"] if record.get("train_loss") is not None else -math.inf
 
 
+class _FiniteWatch:
+    """Notices the first non-finite loss or weight without waiting for the device at every step.
+
+    :meth:`record` only queues tensor operations: whether every step so far had a finite loss
+    and finite weights after its update, how many good steps came before the first bad one,
+    that step's loss, and whether its images and its updated weights were finite.
+    :meth:`check` reads them (one synchronisation) and, with several processes, takes the
+    earliest bad step over all of them, so every process raises at the same check.
+    """
+
+    def __init__(self, device: torch.device, global_step: int) -> None:
+        self.device = device
+        self._reset(global_step)
+
+    def _reset(self, global_step: int) -> None:
+        self.checked_at = global_step
+        self.clean = torch.ones((), dtype=torch.bool, device=self.device)
+        self.finite_steps = torch.zeros((), dtype=torch.long, device=self.device)
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=self.device)
+        self.images_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self.weights_finite = torch.ones((), dtype=torch.bool, device=self.device)
+
+    def record(self, loss: Tensor, images: Tensor, params: list[Tensor]) -> None:
+        weights_ok = torch.stack([torch.isfinite(p).all() for p in params]).all()
+        ok = torch.isfinite(loss) & weights_ok
+        first_bad = self.clean & ~ok
+        self.bad_loss = torch.where(first_bad, loss.detach().float(), self.bad_loss)
+        self.images_finite = torch.where(first_bad, torch.isfinite(images).all(), self.images_finite)
+        self.weights_finite = torch.where(first_bad, weights_ok, self.weights_finite)
+        self.clean = self.clean & ok
+        self.finite_steps += self.clean.long()
+
+    def record_empty(self) -> None:
+        """A step without a loss (a batch of unreadable images): it still counts as a step."""
+        self.finite_steps += self.clean.long()
+
+    def check(self, global_step: int, info: Any) -> tuple[int, str, bool, bool] | None:
+        """``(global step, its loss as text, images finite, loss finite)`` of the first bad step, or None."""
+        local_step = self.checked_at + int(self.finite_steps) + 1 if not bool(self.clean) else math.inf
+        bad_step, images_finite = local_step, bool(self.images_finite)
+        if info.enabled:
+            import torch.distributed as dist
+
+            # The earliest bad step over all processes, and whether any process's images were bad.
+            earliest = torch.tensor([local_step], dtype=torch.float64, device=self.device)
+            images_bad = torch.tensor([float(not images_finite)], dtype=torch.float64, device=self.device)
+            dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+            dist.all_reduce(images_bad, op=dist.ReduceOp.MAX)
+            bad_step, images_finite = float(earliest), not bool(images_bad > 0)
+        if math.isinf(bad_step):
+            self._reset(global_step)
+            return None
+        if bad_step == local_step:
+            loss = float(self.bad_loss)
+            return int(bad_step), f"{loss:.6g}", images_finite, math.isfinite(loss)
+        return int(bad_step), "NaN or inf", images_finite, False
+
+
 # Training sums of the current epoch, in this order (added across processes as one tensor).
 _TRAIN_FIELDS = ("loss", "correct", "count", "skipped", "seconds")
 
@@ -418,8 +501,10 @@ class _Run:
         seed,
         progress,
         on_step,
+        metadata=None,
     ) -> None:
         self.model, self.info, self.device = model, info, device
+        self.metadata = metadata
         self.epochs, self.max_steps, self.on_step = epochs, max_steps, on_step
         self.checkpoint_every = checkpoint_every_steps
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -430,11 +515,14 @@ class _Run:
         self._payload_template: dict[str, Any] | None = None
         self._last_loss: float | None = None
         self._labels_checked = False
-        self._replaced: list[str] = []
+        self._replace_old_run = False  # overwrite=True over an existing run: train in a staging folder
+        self._final_dir: Path | None = None  # where the staging folder goes at the first checkpoint
+        self._check_every = 1 if device.type in _SYNCHRONOUS_DEVICES else _FINITE_CHECK_EVERY
 
         resume_state = self._check_out_dir(resume, overwrite)
         model.to(device)
         params = _check_frozen(model)
+        self._params = params  # watched for NaN/inf after every update
         if resume_state is None:
             init_stream(model, init, seed)
 
@@ -479,6 +567,8 @@ class _Run:
         self.best_score = -math.inf
         if resume_state is not None:
             self._restore(resume_state)
+        self._last_saved_step: int | None = self.global_step if resume_state is not None else None
+        self._watch = _FiniteWatch(device, self.global_step)
 
     # ------------------------------------------------------------------ out_dir and resume
     def _check_out_dir(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
@@ -487,7 +577,13 @@ class _Run:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ValueError(f"out_dir {str(self.out_dir)!r} is a file; give a folder")
         if self.info.is_main:
+            # A kill -9 leaves temporary files, a staging folder, or (mid-swap) the old run
+            # moved aside: clean up, and put the old run back, before looking at the folder.
+            remove_stale_temp_files(self.out_dir.parent, target=self.out_dir.name)
+            remove_stale_temp_files(self.out_dir, legacy_targets=RUN_FILES)
+            check_output_dir(self.out_dir, name="out_dir")
             self.out_dir.mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
+        dist_utils.barrier(self.info)  # the other processes look at the folder once it is clean
         state_path = self.out_dir / "train_state.pt"
         if resume:
             if state_path.is_file():
@@ -501,19 +597,39 @@ class _Run:
                 f"{str(self.out_dir)!r} already holds a training run ({', '.join(existing)}); pass resume=True "
                 "(--resume) to continue it, overwrite=True (--overwrite) to replace it, or choose another out_dir"
             )
-        # overwrite=True: the old run's files go when training starts (not before every
-        # check has passed), so its best.pt is never left beside the new run's files.
-        self._replaced = existing
+        if existing:
+            others = sorted(p.name for p in self.out_dir.iterdir() if p.name not in RUN_FILES)
+            if others:
+                raise ValueError(
+                    f"overwrite=True replaces the whole folder {str(self.out_dir)!r} once the new run has its first "
+                    f"checkpoint, but it also holds {others[:5]}; move those elsewhere, or choose another out_dir"
+                )
+            # The old run stays whole until the new one has its first checkpoint (see run()).
+            self._replace_old_run = True
         return None
 
-    def _remove_replaced_run(self) -> None:
-        if not self._replaced or self.out_dir is None:
+    def _start_staging(self) -> None:
+        """overwrite=True: train into a temporary sibling folder until the first checkpoint."""
+        if not self._replace_old_run or not self.info.is_main:
             return
-        dist_utils.barrier(self.info)  # every process has looked at the folder before files go
-        if self.info.is_main:
-            for name in self._replaced:
-                (self.out_dir / name).unlink(missing_ok=True)
-        self._replaced = []
+        self._final_dir = self.out_dir
+        self.out_dir = make_staging_dir(self.out_dir)
+        logger.info("overwrite: the run in %s is kept until the new run's first checkpoint", self._final_dir)
+
+    def _promote_staging(self) -> None:
+        """After the first checkpoint: the staging folder replaces the old run (renames)."""
+        if self._final_dir is None:
+            return
+        replace_directory(self.out_dir, self._final_dir)
+        self.out_dir, self._final_dir = self._final_dir, None
+        logger.info("overwrite: the new run replaced the old one in %s", self.out_dir)
+
+    def _drop_staging(self) -> None:
+        """The run failed before its first checkpoint: the old run stays, the staging folder goes."""
+        if self._final_dir is None:
+            return
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+        self.out_dir, self._final_dir = self._final_dir, None
 
     def _restore(self, state: dict[str, Any]) -> None:
         source = f"training state {str(self.out_dir / 'train_state.pt')!r}"
@@ -541,8 +657,8 @@ class _Run:
     def run(self) -> list[dict[str, Any]]:
         model = self.model
         was_training = model.training
-        self._remove_replaced_run()
         try:
+            self._start_staging()
             with dist_utils.ddp_stream(model, self.info, self.device), model.pooling_as("ca"):
                 while self.epoch < self.epochs:
                     if not self._train_epoch():
@@ -550,6 +666,7 @@ class _Run:
                     self._end_epoch()
             dist_utils.barrier(self.info)
         finally:
+            self._drop_staging()
             model.train(was_training)
         return [dict(record) for record in self.history]
 
@@ -569,6 +686,7 @@ class _Run:
             for batch, dropped in self.train.epoch(self.epoch, self.step_in_epoch):
                 self.sums[3] += dropped
                 if batch is None:
+                    self._watch.record_empty()
                     self._empty_batch(last_images)
                 else:
                     images, labels = split_batch(batch)
@@ -587,6 +705,8 @@ class _Run:
                         s = self.sums.tolist()
                         bar.set_postfix(loss=f"{s[0] / max(s[2], 1):.4f}", acc=f"{s[1] / max(s[2], 1):.3f}")
                 self.sums[4] += time.perf_counter() - started
+                if self.on_step is not None or self.global_step % self._check_every == 0:
+                    self._check_finite()  # before anything is saved or reported
                 started = time.perf_counter()
                 stop = self.max_steps is not None and self.global_step >= self.max_steps
                 periodic = self.checkpoint_every is not None and self.global_step % self.checkpoint_every == 0
@@ -626,6 +746,7 @@ class _Run:
         loss, correct = train_step(
             self.model, self.optimizer, images, labels, self.objective, amp_dtype=self.amp_dtype, scaler=self.scaler
         )
+        self._watch.record(loss, images, self._params)
         n = images.shape[0]
         self.sums[0] += loss.double() * n
         self.sums[1] += correct
@@ -657,8 +778,15 @@ class _Run:
         self.optimizer.step()
 
     def _end_epoch(self) -> None:
+        self._check_finite()
         totals = dist_utils.all_reduce_sum(self.sums, self.info).tolist()
         train = dict(zip(_TRAIN_FIELDS, totals))
+        if train["count"] == 0:
+            raise ValueError(
+                f"epoch {self.epoch + 1}: every training image was unreadable ({int(train['skipped'])} skipped), so "
+                "nothing was trained and no checkpoint is written; fix or remove the broken files (the warnings name "
+                "them), or check the dataset's transform"
+            )
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "train_loss": _ratio(train["loss"], train["count"]),
@@ -683,6 +811,13 @@ class _Run:
             record.update(_eval_metrics(sums.cpu(), self.objective.label_free))
             record["skipped"] += int(sums[6])
             self.model.train()
+            if record["val_loss"] is not None and not math.isfinite(record["val_loss"]):
+                raise NonFiniteLossError(
+                    f"the validation loss is {record['val_loss']} after epoch {record['epoch']} although every training "
+                    "loss was finite: val_loader's images hold NaN or inf values, or the model overflows in mixed "
+                    f"precision (amp=False avoids that); {self._kept_checkpoint()}",
+                    cause="validation",
+                )
         # Time across processes was summed: report the wall time of one process.
         record["time"] = round(train["seconds"] / self.info.world_size + time.perf_counter() - started, 3)
         self.history.append(record)
@@ -714,11 +849,18 @@ class _Run:
             # The frozen backbone never changes: reuse its fingerprint instead of hashing
             # every weight again at each checkpoint.
             state = {k: v.detach().cpu().clone() for k, v in model.stream.state_dict().items()}
+            check_finite_state(state, "the stream to save")  # the last guard: never save NaN weights
             return {**self._payload_template, "state_dict": state}
 
     def _save_state(self) -> None:
-        """Write train_state.pt (rank 0); the epoch sums are totalled over processes first."""
+        """Write train_state.pt (rank 0); the epoch sums are totalled over processes first.
+
+        The first state of a run that replaces another (``overwrite=True``) is written into
+        the staging folder, which then takes the old run's place.
+        """
+        self._check_finite()
         sums = dist_utils.all_reduce_sum(self.sums, self.info)  # collective: every rank calls it
+        self._last_saved_step = self.global_step
         if not self.info.is_main:
             return
         save_train_state(
@@ -738,6 +880,45 @@ class _Run:
                 "config": self.config,
                 "world_size": self.info.world_size,
             },
+        )
+        if self.metadata is not None:  # how the run's images are prepared, beside its checkpoints
+            atomic_write_text(self.out_dir / "run.json", json.dumps(self.metadata, indent=2, allow_nan=False) + "\n")
+        self._promote_staging()
+
+    # ------------------------------------------------------------------ non-finite losses
+    def _check_finite(self) -> None:
+        """Raise NonFiniteLossError if a loss since the last check was NaN/inf (every rank calls it)."""
+        problem = self._watch.check(self.global_step, self.info)
+        if problem is None:
+            return
+        step, loss, images_finite, loss_finite = problem
+        epoch, in_epoch = divmod(step - 1, self.train.steps_per_epoch)
+        where = f"epoch {epoch + 1}, step {in_epoch + 1} (global step {step})"
+        if loss_finite:
+            what = f"the stream's weights became NaN or inf in the update of {where} (its loss was {loss})"
+        else:
+            what = f"the training loss became {loss} at {where}"
+        if images_finite:
+            cause = (
+                f"training diverged at lr {self._lr_of_step(step - 1):g}: lower the learning rate (lr), add "
+                "warmup_epochs, or train with amp=False"
+            )
+        else:
+            cause = "that batch's images hold NaN or inf values: fix the data or its transform"
+        raise NonFiniteLossError(
+            f"{what}; {cause}; {self._kept_checkpoint()}", cause="diverged" if images_finite else "images"
+        )
+
+    def _kept_checkpoint(self) -> str:
+        if self._final_dir is not None or (self._replace_old_run and self._last_saved_step is None):
+            return f"the previous run in {str(self._final_dir or self.out_dir)!r} is kept as it was"
+        if self.out_dir is None:
+            return "nothing was saved (out_dir=None)"
+        if self._last_saved_step is None:
+            return f"no checkpoint was written to {str(self.out_dir)!r}"
+        return (
+            f"the last finite checkpoint ({str(self.out_dir / 'train_state.pt')!r}, global step "
+            f"{self._last_saved_step}) is kept and nothing after it was written"
         )
 
 
@@ -764,10 +945,11 @@ def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite the whole JSON-lines log atomically (a resumed run never duplicates lines)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
-    os.replace(tmp, path)
+    """Rewrite the whole JSON-lines log atomically (a resumed run never duplicates lines).
+
+    Strict JSON: a NaN or inf would raise here (the loss checks stop training before that).
+    """
+    atomic_write_text(path, "".join(json.dumps(record, allow_nan=False) + "\n" for record in history))
 
 
 def _fmt(value: float | None, spec: str) -> str:

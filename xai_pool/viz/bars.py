@@ -15,6 +15,7 @@ from ._style import (
     TITLE_SIZE,
     method_label,
     new_figure,
+    plain_text,
     pooling_color,
     pooling_key,
     pooling_label,
@@ -159,7 +160,7 @@ def metric_bars(
                 tops.append(top)
                 if value_labels:
                     ax.annotate(
-                        _fmt(value.mean),
+                        plain_text(_fmt(value.mean)),
                         (position, top),
                         xytext=(0, 2),
                         textcoords="offset points",
@@ -169,7 +170,7 @@ def metric_bars(
                     )
         ax.set_xticks(range(len(method_keys)))
         ax.set_xticklabels(
-            tick_labels,
+            [plain_text(label) for label in tick_labels],
             fontsize=TICK_SIZE,
             rotation=rotation,
             ha="right" if rotation else "center",
@@ -177,7 +178,7 @@ def metric_bars(
         )
         ax.set_xlim(-0.6, len(method_keys) - 0.4)
         ax.tick_params(axis="y", labelsize=TICK_SIZE)
-        ax.set_title(_metric_title(metric), fontsize=TITLE_SIZE)
+        ax.set_title(plain_text(_metric_title(metric)), fontsize=TITLE_SIZE)
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_axisbelow(True)
         if tops and min(tops) >= 0:
@@ -185,13 +186,13 @@ def metric_bars(
     order = [p for p in pool_keys if p in handles]
     fig.legend(
         [handles[p] for p in order],
-        [pooling_label(p) for p in order],
+        [plain_text(pooling_label(p)) for p in order],
         loc="outside lower center",  # at the top it would collide with the suptitle
         ncols=len(order),
         fontsize=LABEL_SIZE,
         frameon=False,
     )
-    fig.suptitle(title if title is not None else _default_title(table), fontsize=SUPTITLE_SIZE)
+    fig.suptitle(plain_text(title if title is not None else _default_title(table)), fontsize=SUPTITLE_SIZE)
     return fig
 
 

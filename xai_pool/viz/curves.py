@@ -15,6 +15,7 @@ from ._style import (
     TITLE_SIZE,
     method_label,
     new_figure,
+    plain_text,
     pooling_key,
     pooling_label,
 )
@@ -95,16 +96,16 @@ def insertion_deletion_curves(
         color = method_colors.setdefault(method, METHOD_COLORS[len(method_colors) % len(METHOD_COLORS)])
         style = POOLING_LINESTYLES.get(pooling_key(pooling), ":") if pooling is not None else "-"
         name = method if pooling is None else f"{method} / {pooling_label(pooling)}"
-        ax.plot(xs, mean, color=color, linestyle=style, linewidth=2, label=f"{name} (AUC {area:.1f})")
+        ax.plot(xs, mean, color=color, linestyle=style, linewidth=2, label=plain_text(f"{name} (AUC {area:.1f})"))
         if band and half_width is not None:
             ax.fill_between(xs, mean - half_width, mean + half_width, color=color, alpha=0.15, linewidth=0)
             top = max(top, float(np.max(mean + half_width)))
         top = max(top, float(np.max(mean)))
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, top * 1.03)
-    ax.set_xlabel(xlabel, fontsize=LABEL_SIZE)
-    ax.set_ylabel(ylabel, fontsize=LABEL_SIZE)
-    ax.set_title(title if title is not None else default_title, fontsize=TITLE_SIZE)
+    ax.set_xlabel(plain_text(xlabel), fontsize=LABEL_SIZE)
+    ax.set_ylabel(plain_text(ylabel), fontsize=LABEL_SIZE)
+    ax.set_title(plain_text(title if title is not None else default_title), fontsize=TITLE_SIZE)
     ax.tick_params(labelsize=TICK_SIZE)
     ax.grid(True, alpha=0.3)
     # Insertion curves rise (free space top-left is empty at the start, bottom-right at the

@@ -17,6 +17,7 @@ from ._style import (
     TITLE_SIZE,
     image_axes,
     method_label,
+    plain_text,
     mpl_colormap,
     new_figure,
     pooling_key,
@@ -113,7 +114,7 @@ def side_by_side(
         ax = fig.add_subplot(gs[row, 0])
         _show(ax, np.uint8(np.round(255 * rgb)), "Input" if row == 0 else None)
         if labels[row]:
-            ax.set_ylabel(labels[row], rotation=0, ha="right", va="center", fontsize=LABEL_SIZE, labelpad=6)
+            ax.set_ylabel(plain_text(labels[row]), rotation=0, ha="right", va="center", fontsize=LABEL_SIZE, labelpad=6)
         axes.append(ax)
         for col, header, maps in slots:
             ax = fig.add_subplot(gs[row, col])
@@ -234,7 +235,7 @@ def _block_grid(rgbs, blocks, titles, block_names, image_weight, colormap, cell_
         ax = fig.add_subplot(gs[row, 0])
         _show(ax, np.uint8(np.round(255 * rgb)), "Input" if row == 0 else None)
         if labels[row]:
-            ax.set_ylabel(labels[row], rotation=0, ha="right", va="center", fontsize=LABEL_SIZE, labelpad=6)
+            ax.set_ylabel(plain_text(labels[row]), rotation=0, ha="right", va="center", fontsize=LABEL_SIZE, labelpad=6)
         axes.append(ax)
         for col, maps in enumerate(per_block, start=1):
             ax = fig.add_subplot(gs[row, col])
@@ -326,7 +327,7 @@ def _show(ax, rgb: np.ndarray, title: str | None) -> None:
     ax.imshow(rgb, interpolation="antialiased")  # smooth when downsampling, crisp when enlarging
     image_axes(ax)
     if title:
-        ax.set_title(title, fontsize=TITLE_SIZE)
+        ax.set_title(plain_text(title), fontsize=TITLE_SIZE)
 
 
 def _finish(fig, axes, colormap: int, colorbar: bool, suptitle: str | None) -> None:
@@ -336,8 +337,8 @@ def _finish(fig, axes, colormap: int, colorbar: bool, suptitle: str | None) -> N
 
         mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=mpl_colormap(colormap))
         bar = fig.colorbar(mappable, ax=axes, location="bottom", shrink=0.35, aspect=35, pad=0.02)
-        bar.set_label(_COLORBAR_LABEL, fontsize=LABEL_SIZE)
+        bar.set_label(plain_text(_COLORBAR_LABEL), fontsize=LABEL_SIZE)
         bar.set_ticks([0.0, 0.5, 1.0])
         bar.ax.tick_params(labelsize=TICK_SIZE)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=SUPTITLE_SIZE)
+        fig.suptitle(plain_text(suptitle), fontsize=SUPTITLE_SIZE)
