@@ -179,7 +179,7 @@ def test_every_input_gets_its_own_files_and_the_count_is_what_exists(files, tmp_
     expected = sorted(
         [f"{n}_input.png" for n in names]
         + [f"{n}_gradcam_gap.{ext}" for n in names for ext in ("npy", "png")]
-        + ["predictions.csv"]
+        + ["predictions.csv", "run.json"]
     )
     assert written == expected
     assert (

@@ -265,8 +265,8 @@ def test_attach_does_not_change_weights(resnet18: nn.Module) -> None:
     "x, error, match",
     [
         (torch.randn(3, 32, 32), ValueError, "4-D.*unsqueeze"),
-        (torch.randn(1, 1, 32, 32), ValueError, "3 channels"),
-        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, "floating-point"),
+        (torch.randn(1, 1, 32, 32), ValueError, "1 channels.*the model takes 3.*expand"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, "floating point.*uint8.*float\\(\\) / 255"),
         ([1, 2], TypeError, "torch.Tensor"),
     ],
 )

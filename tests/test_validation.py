@@ -334,7 +334,7 @@ def cli_files(tmp_path_factory):
 TRAIN_CLI_CASES = [
     (["--epochs", "0"], "--epochs must be a positive integer (>= 1), got 0"),
     (["--batch-size", "-4"], "--batch-size must be a positive integer (>= 1), got -4"),
-    (["--image-size", "0"], "--image-size must be a positive integer (>= 1), got 0"),
+    (["--image-size", "0"], "--image-size must be at least 8 pixels, got 0"),
     (["--lr", "0"], "--lr must be a finite number > 0, got 0.0; the paper uses 0.1"),
     (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
     (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .adapters import ModelProfile, Preprocessing, StreamSpec, Tap, resolve_module, resolve_profile
 from .adapters.probe import select_output
 from .stream import CAStream, StreamConfig
+from .validation import check_images
 
 __all__ = ["CAModel", "attach_stream", "Pooling"]
 
@@ -156,7 +157,7 @@ class CAModel(nn.Module):
         return select_output(self.backbone(x), self.profile.logits)
 
     def _forward(self, x: Tensor, class_index: Tensor | None, keep_graph: bool = False) -> tuple[Tensor, list[Tensor]]:
-        self._check_input(x)
+        x = self._check_input(x)
         if torch.is_grad_enabled() and not self.training and not x.requires_grad:
             # Frozen parameters would otherwise leave the activations without grad and break
             # gradient CAMs ("element 0 of tensors does not require grad").
@@ -228,29 +229,21 @@ class CAModel(nn.Module):
         self.last_attention = [a.detach() for a in attentions]
         return logits, (attentions if keep_graph else self.last_attention)
 
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"expected a torch.Tensor of images (B, C, H, W), got {type(x).__name__}")
-        if x.ndim != 4:
-            hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
-            raise ValueError(f"expected a 4-D image batch (B, C, H, W), got shape {tuple(x.shape)}{hint}")
-        if x.shape[1] != self.in_channels:
-            hint = "; convert images to RGB (B, 3, H, W)" if self.in_channels == 3 else ""
-            raise ValueError(
-                f"the backbone expects {self.in_channels} channels, got {x.shape[1]} "
-                f"(images of shape {tuple(x.shape)}){hint}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(
-                f"expected a floating-point image tensor, got {x.dtype}; convert with "
-                "x.float() / 255 and normalise as the backbone expects (model.preprocessing)"
-            )
+    def _check_input(self, x: Tensor) -> Tensor:
+        """The boundary check of every forward pass: shape, channels, dtype (cast), the fixed input size.
+
+        Values are not scanned for NaN here (that would wait for the device at every training
+        step); the entry points (explain, metrics, commands) do it.
+        """
+        dtype = next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), None)
+        x = check_images(x, channels=self.in_channels, dtype=dtype, finite=False)
         fixed = self.profile.input_size
         if fixed is not None and tuple(x.shape[-2:]) != fixed:
             raise ValueError(
                 f"this backbone only accepts {fixed[0]}x{fixed[1]} images, got {x.shape[-2]}x{x.shape[-1]}; "
-                "resize them (model.preprocessing gives the transform)"
+                "resize them (model.preprocessing.eval_transform() does)"
             )
+        return x
 
 
 def attach_stream(
