@@ -159,6 +159,23 @@ def canonical_producer(recording: Recording, tensor: Tensor, after: int = -1) ->
     return max(candidates, key=lambda c: c.post) if candidates else None
 
 
+def view_producer(recording: Recording, tensor: Tensor) -> Call | None:
+    """The last module whose output ``tensor`` is a view of (``x.permute(0, 3, 1, 2)`` after an NHWC norm)."""
+    if not isinstance(tensor, Tensor):
+        return None
+    candidates = [
+        c
+        for c in recording.calls
+        if c.name
+        and isinstance(c.output, Tensor)
+        and c.output is not tensor
+        and c.output.numel() == tensor.numel()
+        and c.output.data_ptr() == tensor.data_ptr()
+        and recording.counts.get(c.name, 0) == 1
+    ]
+    return max(candidates, key=lambda c: c.post) if candidates else None
+
+
 def _is_block_container(module: nn.Module) -> bool:
     """An ``nn.Sequential`` of blocks (not of plain layers such as conv-norm-act) is opened into its blocks."""
     return isinstance(module, nn.Sequential) and any(not _is_layer(child) for child in module)
@@ -290,6 +307,12 @@ def _refusal_reason(recording: Recording, last: Call, layout: TapLayout, head: C
     feature = _as_map_tensor(last.output)
     assert feature is not None
     width = vector.shape[1]
+    runs = recording.counts.get(head.name, 1)
+    if runs > 1:
+        return (
+            f"its classifier layer {head.name!r} runs {runs} times per forward pass (several heads over several "
+            "stages): there is no single global pooling to replace"
+        )
     if layout.kind == "tokens" and layout.prefix_tokens and width == layout.channels:
         if _close(vector, feature[:, 0]):
             return "it pools by its class token, not by averaging (class token, no average pooling)"
@@ -325,7 +348,7 @@ def discover(recording: Recording, oracle: LayoutOracle, logits: int | str | Non
     if found is not None:
         pool_call, pooled_layout = found
         source = pool_call.input
-        pooled_call = canonical_producer(recording, source)
+        pooled_call = canonical_producer(recording, source) or view_producer(recording, source)
         kind, pool_path = "module", pool_call.name
         until = pooled_call.post if pooled_call is not None else pool_call.pre
     else:
@@ -345,7 +368,7 @@ def discover(recording: Recording, oracle: LayoutOracle, logits: int | str | Non
         kind, pool_path = "head_input", head.name
         until = pooled_call.post
     taps, last_end = _stage_taps(recording, oracle, until, source, pooled_layout)
-    if pooled_call is not None:  # name the last stage itself, not a container of every stage
+    if pooled_call is not None and pooled_call.output is source:  # the last stage itself, not a container
         pooled_call = canonical_producer(recording, source, after=last_end) or pooled_call
     pooled_path = pooled_call.name if pooled_call is not None else ""
     return Discovery(kind, pool_path, pooled_path, pooled_layout, taps)

@@ -4,11 +4,11 @@ Shapes cannot tell a raster-ordered token sequence from an unrolled one (Hiera's
 order), nor a (B, C, h, w) map from a (B, C, w, h) one on a square input. Values can: the
 model runs on four copies of the probe batch, each with a bump over one quadrant of the image
 (top-left, top-right, bottom-left, bottom-right), and in every tapped feature, read in its
-layout, the change must be largest in the same quadrant of the grid, for all four. A
-transposed grid swaps the off-diagonal quadrants, a scrambled one picks quadrants at random
-(all four right by chance: 1 in 256). Models that mix all positions (global attention) still
-pass: the residual path keeps each change strongest where it entered. Features whose grid is
-smaller than 2x2 carry no order and are not checked.
+layout, the changes must line up with the bumped quadrants better than they do after any of
+200 random shuffles of the grid (a permutation test, :func:`follows_image`). A transposed grid
+swaps the off-diagonal quadrants and a scrambled one lines up no better than a shuffle; models
+that mix all positions (global attention) still pass, because the residual path keeps each
+change strongest where it entered. Grids smaller than 3x3 carry too little order to test.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .layout import TapLayout
 
-__all__ = ["QUADRANTS", "bumped", "quadrant_response", "follows_image", "run_with_bumps"]
+__all__ = ["QUADRANTS", "bumped", "change_map", "quadrant_masks", "follows_image", "run_with_bumps"]
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 _BUMP = 4.0
@@ -36,42 +36,63 @@ def bumped(images: Tensor, quadrant: int) -> Tensor:
     return out
 
 
-def quadrant_response(clean: Tensor, changed: Tensor, layout: TapLayout, image_size: tuple[int, int]) -> Tensor | None:
-    """Mean absolute change per grid quadrant (in :data:`QUADRANTS` order), or None if the grid is under 2x2."""
+def change_map(clean: Tensor, changed: Tensor, layout: TapLayout, image_size: tuple[int, int]) -> Tensor:
+    """Mean absolute change per grid position (h, w), the feature read in ``layout``."""
     a = layout.to_nchw(clean, image_size).float()
     b = layout.to_nchw(changed, image_size).float()
-    delta = (a - b).abs().mean(dim=(0, 1))  # (h, w)
-    h, w = delta.shape
-    if h < 2 or w < 2:
-        return None
-    # Odd sizes: the middle row/column belongs to no quadrant.
-    top, left, bottom, right = h // 2, w // 2, h - h // 2, w - w // 2
-    return torch.stack(
-        [
-            delta[:top, :left].mean(),
-            delta[:top, right:].mean(),
-            delta[bottom:, :left].mean(),
-            delta[bottom:, right:].mean(),
-        ]
-    )
+    return (a - b).abs().mean(dim=(0, 1))
 
 
-def follows_image(clean: Tensor, changed: Sequence[Tensor], layout: TapLayout, image_size: tuple[int, int]) -> bool:
-    """True if, for each bumped quadrant, the feature changed most in that quadrant.
+def quadrant_masks(h: int, w: int) -> Tensor:
+    """(4, h, w) indicator of each quadrant (the middle row/column of odd sizes counts half)."""
+    rows = torch.linspace(0.5 / h, 1 - 0.5 / h, h)
+    cols = torch.linspace(0.5 / w, 1 - 0.5 / w, w)
+    top = torch.where(rows < 0.5, 1.0, torch.where(rows > 0.5, 0.0, 0.5))
+    left = torch.where(cols < 0.5, 1.0, torch.where(cols > 0.5, 0.0, 0.5))
+    parts = [(top, left), (top, 1 - left), (1 - top, left), (1 - top, 1 - left)]
+    return torch.stack([r[:, None] * c[None, :] for r, c in parts])
+
+
+def _agreement(responses: Tensor, masks: Tensor) -> Tensor:
+    """Pooled correlation between the four change maps and the four bumped quadrants, per permutation row."""
+    r = responses - responses.mean(dim=-1, keepdim=True)
+    m = masks - masks.mean(dim=-1, keepdim=True)
+    return (r * m).sum(dim=(-1, -2)) / ((r.norm(dim=-1) * m.norm(dim=-1)).sum(dim=-1) + 1e-12)
+
+
+def follows_image(
+    clean: Tensor,
+    changed: Sequence[Tensor],
+    layout: TapLayout,
+    image_size: tuple[int, int],
+    *,
+    permutations: int = 200,
+) -> bool:
+    """True if the feature's changes line up with the bumped quadrants better than any shuffled grid does.
+
+    A permutation test: the agreement (correlation of the four change maps with the four
+    quadrants) must beat the agreement after every one of ``permutations`` random shuffles of
+    the grid positions (the same shuffle for the four maps, as a wrong token order would do).
+    Grids of fewer than 3x3 positions carry too little order to test and pass.
 
     Args:
         clean: the feature on the probe batch.
         changed: the feature on the four bumped copies, in :data:`QUADRANTS` order.
         layout: how to read the feature.
         image_size: (H, W) of the probe images.
+        permutations: shuffles in the null distribution (a fixed seed: the answer is reproducible).
     """
-    for quadrant, feature in enumerate(changed):
-        response = quadrant_response(clean, feature, layout, image_size)
-        if response is None:
-            return True
-        if int(response.argmax()) != quadrant:
-            return False
-    return True
+    maps = torch.stack([change_map(clean, feature, layout, image_size) for feature in changed])  # (4, h, w)
+    _, h, w = maps.shape
+    if h < 3 or w < 3:
+        return True
+    masks = quadrant_masks(h, w).flatten(1)
+    flat = maps.flatten(1)
+    observed = _agreement(flat[None], masks[None])[0]
+    generator = torch.Generator().manual_seed(0)
+    order = torch.stack([torch.randperm(h * w, generator=generator) for _ in range(permutations)])
+    null = _agreement(flat[:, order].transpose(0, 1), masks[None])
+    return bool(observed > 0 and observed > null.max())
 
 
 def run_with_bumps(model: nn.Module, images: Tensor, modules: Sequence[str]) -> dict[str, list[object]]:
