@@ -250,3 +250,47 @@ def test_csv_cells_that_spreadsheets_would_run_are_escaped(files, tmp_path, monk
     text = (out / "predictions.csv").read_text()
     assert "'=1+2.png,'=1+2," in text
     assert (out / "=1+2_gradcam_gap.npy").exists()  # file names are left as they are
+
+
+def test_explain_uses_the_models_own_preprocessing_like_the_python_api(tmp_path) -> None:
+    """`--arch tf_efficientnet_lite0 --weights <timm state dict>` on chelsea: timm's statistics, not ImageNet's."""
+    import json
+
+    import timm
+    from skimage import data
+    from timm.data import create_transform, resolve_model_data_config
+
+    from xai_pool.zoo import efficientnet_lite0
+
+    state = efficientnet_lite0().state_dict()  # ImageNet weights, timm key names
+    torch.save(state, tmp_path / "lite0.pth")
+    Image.fromarray(data.chelsea()).save(tmp_path / "chelsea.png")
+    out = tmp_path / "out"
+    args = ["explain", "--arch", "tf_efficientnet_lite0", "--weights", str(tmp_path / "lite0.pth")]
+    args += ["--images", str(tmp_path / "chelsea.png"), "--methods", "gradcam", "--pooling", "gap"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+
+    # The Python API with the model's own statistics, through timm's own transform (the peer).
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(state)
+    model.eval()
+    transform = create_transform(**resolve_model_data_config(model), is_training=False)
+    with torch.no_grad():
+        probs = model(transform(Image.open(tmp_path / "chelsea.png").convert("RGB"))[None]).softmax(dim=1)[0]
+    with open(out / "predictions.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert int(row["gap_class"]) == int(probs.argmax()) == 282  # tiger cat
+    assert float(row["gap_prob"]) == pytest.approx(float(probs.max()), abs=2e-6)
+    run = json.loads((out / "run.json").read_text())
+    assert run["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and run["preprocessing"]["interpolation"] == "bicubic"
+    assert run["preprocessing"]["source"].startswith("timm pretrained_cfg")
+
+    # --mean/--std/--image-size override the model's values and say so in run.json.
+    override = tmp_path / "override"
+    extra = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--image-size", "192"]
+    assert main([*args, "--out", str(override), "--no-progress", *extra]) == 0
+    run = json.loads((override / "run.json").read_text())
+    assert run["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and run["preprocessing"]["input_size"] == [192, 192]
+    assert run["preprocessing"]["resize_size"] == 219  # the crop fraction (224/256) is kept
+    assert "command line override" in run["preprocessing"]["source"]
+    assert np.load(override / "chelsea_gradcam_gap.npy").shape == (192, 192)

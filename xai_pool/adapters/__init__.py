@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .layout import LAYOUTS, Layout, TapLayout
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from .profile import ModelProfile, PoolSite, ProfileError, Tap, resolve_profile, with_preprocessing
+from .profile import ModelProfile, PoolSite, ProfileError, Tap, resolve_preprocessing, resolve_profile, with_preprocessing
 from .spec import StreamSpec, resolve_module
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ProfileError",
     "Tap",
     "resolve_profile",
+    "resolve_preprocessing",
     "with_preprocessing",
     "Preprocessing",
     "IMAGENET_MEAN",

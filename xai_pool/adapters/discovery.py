@@ -20,7 +20,7 @@ at two input sizes, when the model accepts them) it finds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -136,6 +136,7 @@ class Discovery:
     pooled_path: str
     pooled_layout: TapLayout
     taps: tuple[tuple[str, TapLayout, bool, int | None], ...]  # (path, layout, clone, output index)
+    alternatives: dict = field(default_factory=dict)  # tap path -> earlier modules of its stage, same shape
 
 
 def canonical_producer(recording: Recording, tensor: Tensor, after: int = -1) -> Call | None:
@@ -181,6 +182,16 @@ def _is_block_container(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and any(not _is_layer(child) for child in module)
 
 
+_WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+
+
+def _is_stem_piece(module: nn.Module) -> bool:
+    """What follows the stem's first layer inside the stem: norms, activations, pooling (not a second conv)."""
+    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
+        return True
+    return next(module.children(), None) is None and not isinstance(module, _WEIGHT_LAYERS)
+
+
 def _is_layer(module: nn.Module) -> bool:
     """A single layer: no children, a Sequential of plain layers (conv-norm-act), or a norm with an activation."""
     children = list(module.children())
@@ -208,7 +219,8 @@ def _units(recording: Recording, until: int) -> list[Call]:
     """The main-path module calls in call order, up to the call that ends at ``until``.
 
     Sequential containers of blocks are opened into their blocks; a container that is still
-    running at ``until`` (it holds the pooled map's producer) is opened whatever its type.
+    running at ``until`` (it holds the pooled map's producer) is opened whatever its type, and
+    so is a lone container holding the whole body (``self.body = Body()``).
     """
     tree = _call_tree(recording)
     top = tree.get(0, [])
@@ -228,7 +240,14 @@ def _units(recording: Recording, until: int) -> list[Call]:
                 result.append(call)
         return result
 
-    return expand(tree.get(id(root), []) if root is not None else top)
+    units = expand(tree.get(id(root), []) if root is not None else top)
+    while True:
+        maps = [u for u in units if _unit_tensor(u.output) is not None]
+        children = tree.get(id(maps[0]), []) if len(maps) == 1 else []
+        if len(children) < 2:
+            return units
+        index = units.index(maps[0])
+        units = units[:index] + expand(children) + units[index + 1 :]
 
 
 def _map_calls(recording: Recording, oracle: LayoutOracle) -> list[tuple[Call, TapLayout]]:
@@ -367,11 +386,11 @@ def discover(recording: Recording, oracle: LayoutOracle, logits: int | str | Non
         pooled_call = named
         kind, pool_path = "head_input", head.name
         until = pooled_call.post
-    taps, last_end = _stage_taps(recording, oracle, until, source, pooled_layout)
+    taps, last_end, alternatives = _stage_taps(recording, oracle, until, source, pooled_layout)
     if pooled_call is not None and pooled_call.output is source:  # the last stage itself, not a container
         pooled_call = canonical_producer(recording, source, after=last_end) or pooled_call
     pooled_path = pooled_call.name if pooled_call is not None else ""
-    return Discovery(kind, pool_path, pooled_path, pooled_layout, taps)
+    return Discovery(kind, pool_path, pooled_path, pooled_layout, taps, alternatives)
 
 
 def _shape_key(layout: TapLayout, tensor: Tensor) -> tuple[int, int]:
@@ -387,8 +406,8 @@ def _shape_key(layout: TapLayout, tensor: Tensor) -> tuple[int, int]:
 
 def _stage_taps(
     recording: Recording, oracle: LayoutOracle, until: int, pooled: Tensor, pooled_layout: TapLayout
-) -> tuple[tuple[tuple[str, TapLayout, bool, int | None], ...], int]:
-    """Taps at the end of the stem and of every stage before the pooled map, and the last tap's end."""
+) -> tuple[tuple[tuple[str, TapLayout, bool, int | None], ...], int, dict]:
+    """Taps at the end of the stem and of every stage before the pooled map, the last tap's end, fallbacks."""
     units = _units(recording, until)
     unit_outputs = {id(u.output) for u in units}
     runs: list[list[tuple[Call, TapLayout]]] = []
@@ -398,7 +417,6 @@ def _stage_taps(
         tensor = _unit_tensor(call.output)
         layout = oracle.layout(call) if tensor is not None else None
         if tensor is None or not _has_grid(layout, tensor):
-            stem_open = stem_open and _is_layer(call.module)
             continue
         assert layout is not None
         # The main path is a chain: a module that reads an earlier stage's output is a side branch.
@@ -406,10 +424,10 @@ def _stage_taps(
             continue
         last_output = call.output
         if not runs:
-            runs.append([(call, layout)])
-            stem_open = _is_layer(call.module)
-        elif call.passthrough or (stem_open and _is_layer(call.module)):
-            runs[-1].append((call, layout))
+            runs.append([(call, layout)])  # the stem starts with the first layer...
+            stem_open = True
+        elif call.passthrough or (stem_open and _is_stem_piece(call.module)):
+            runs[-1].append((call, layout))  # ...and takes the norms, activations and pooling after it
         elif len(runs) > 1 and _same_stage(runs[-1][-1], (call, layout)):
             runs[-1].append((call, layout))
         else:
@@ -417,6 +435,7 @@ def _stage_taps(
             stem_open = False
     pooled_key = _shape_key(pooled_layout, pooled)
     taps: list[tuple[str, TapLayout, bool, int | None]] = []
+    alternatives: dict[str, tuple] = {}
     previous_end = -1
     for run in runs:
         if any(c.output is pooled for c, _ in run):
@@ -429,10 +448,20 @@ def _stage_taps(
         # Modified in place later in the forward pass: the stream must keep a copy of the stage output.
         clone = getattr(call.output, "_version", 0) != call.version
         taps.append((named.name, layout, clone, output_index(call.output)))
+        # Earlier modules of the same stage with the same shape: fallbacks if the last one's grid is
+        # not in image order (Hiera's patch embedding before its token unrolling).
+        key = _shape_key(layout, _unit_tensor(call.output))
+        fallbacks = []
+        for earlier, earlier_layout in reversed(run[:-1]):
+            producer = canonical_producer(recording, earlier.output)
+            if producer is not None and _shape_key(earlier_layout, _unit_tensor(earlier.output)) == key:
+                version = getattr(earlier.output, "_version", 0) != earlier.version
+                fallbacks.append((producer.name, earlier_layout, version, output_index(earlier.output)))
+        alternatives[named.name] = tuple(dict.fromkeys(fallbacks))
     if taps and _shape_key(taps[-1][1], _unit_tensor(_output_of(recording, taps[-1][0]))) == pooled_key:
         taps.pop()  # same shape as the pooled map: the same stage, read at the pooling
     last_end = recording.first(taps[-1][0]).post if taps else -1
-    return tuple(taps), last_end
+    return tuple(taps), last_end, alternatives
 
 
 def _same_stage(a: tuple[Call, TapLayout], b: tuple[Call, TapLayout]) -> bool:

@@ -173,7 +173,8 @@ def _token_grids(count: int, image_size: tuple[int, int]) -> list[tuple[int, int
             prefix = count - h * w
             if 0 <= prefix <= MAX_PREFIX_TOKENS and h * w > 1:
                 found.append((reduction, prefix))
-    return sorted(set(found), key=lambda rp: (rp[1], rp[0]))
+    # Fewest prefix tokens first, then patch sizes that divide the image exactly (the usual case).
+    return sorted(set(found), key=lambda rp: (rp[1], height % rp[0] != 0 or width % rp[0] != 0, -rp[0]))
 
 
 def layout_from_shapes(
@@ -197,8 +198,9 @@ def layout_from_shapes(
         return None
     if len(shape_a) == 3 and shape_a[2] == shape_b[2] and shape_a[1] != shape_b[1]:
         grids_b = set(_token_grids(int(shape_b[1]), size_b))
-        for reduction, prefix in _token_grids(int(shape_a[1]), size_a):
-            if (reduction, prefix) in grids_b:
+        exact_b = {g for g in grids_b if size_b[0] % g[0] == 0 and size_b[1] % g[0] == 0}
+        candidates = [g for g in _token_grids(int(shape_a[1]), size_a) if g in grids_b]
+        for reduction, prefix in sorted(candidates, key=lambda g: g not in exact_b):
                 return TapLayout("tokens", int(shape_a[2]), prefix_tokens=prefix, reduction=reduction)
     return None
 

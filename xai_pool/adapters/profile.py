@@ -40,7 +40,7 @@ from .preprocessing import Preprocessing, from_timm, from_torchvision_weights, i
 from .probe import Recording, layout_from_one_shape, record_calls, select_output
 from .spec import StreamSpec, resolve_module
 
-__all__ = ["ModelProfile", "Tap", "PoolSite", "resolve_profile", "ProfileError", "with_preprocessing"]
+__all__ = ["ModelProfile", "Tap", "PoolSite", "resolve_profile", "resolve_preprocessing", "ProfileError", "with_preprocessing"]
 
 PoolKind = Literal["module", "head_input"]
 _DEFAULT_PROBE = 64
@@ -205,6 +205,16 @@ def _family(model: nn.Module) -> str:
     if module.startswith("torchvision."):
         return f"torchvision-{type(model).__name__.lower()}"
     return type(model).__name__
+
+
+def resolve_preprocessing(model: nn.Module, arch: str | None = None) -> Preprocessing:
+    """The preprocessing a model's weights expect (no probing): declared, timm, torchvision, or the ImageNet default.
+
+    Args:
+        model: any classifier (also one xai_pool cannot wrap, e.g. a class-token ViT).
+        arch: the torchvision architecture name, for its weights' metadata.
+    """
+    return _preprocessing(model, arch)
 
 
 def _preprocessing(model: nn.Module, arch: str | None) -> Preprocessing:
@@ -433,7 +443,7 @@ def _placement(
         if late:
             raise ProfileError(f"taps {late} run after the pooling {pool.path!r}; taps must come before it")
         target = spec.target_layer or pool.pooled_path or None
-        return taps, pool, target, "spec"
+        return taps, pool, target, "spec", {}
     try:
         found = discover(recording, oracle, logits)
     except NotPoolable as exc:
@@ -443,15 +453,27 @@ def _placement(
         ) from None
     taps = tuple(Tap(path, layout, clone, index) for path, layout, clone, index in found.taps)
     pool = PoolSite(found.pool_kind, found.pool_path, found.pooled_layout, found.pooled_path)  # type: ignore[arg-type]
-    return taps, pool, found.pooled_path or None, "discovered"
+    fallbacks = {path: tuple(Tap(*alt) for alt in alts) for path, alts in found.alternatives.items()}
+    return taps, pool, found.pooled_path or None, "discovered", fallbacks
 
 
 def _check_order(
-    model: nn.Module, recording: Recording, channels: int, taps: tuple[Tap, ...], pool: PoolSite, *, strict: bool
+    model: nn.Module,
+    recording: Recording,
+    channels: int,
+    taps: tuple[Tap, ...],
+    pool: PoolSite,
+    fallbacks: dict[str, tuple[Tap, ...]],
+    *,
+    strict: bool,
 ) -> tuple[tuple[Tap, ...], list[str]]:
-    """Keep the taps whose grids follow the image (a bump in a quadrant shows up there); see :mod:`.order`."""
+    """Keep the taps whose grids follow the image (a bump in a quadrant shows up there); see :mod:`.order`.
+
+    A tap that fails is replaced by the latest earlier module of its stage that passes, if any.
+    """
     size = recording.image_size
-    watched = [t.path for t in taps] + [pool.path if pool.kind == "module" else pool.pooled_path]
+    spares = [alt.path for t in taps for alt in fallbacks.get(t.path, ())]
+    watched = [t.path for t in taps] + spares + [pool.path if pool.kind == "module" else pool.pooled_path]
     changed = run_with_bumps(model, _probe_input(model, channels, size), watched)
     if pool.kind == "module":
         clean_pool, bumped_pool = recording.first(pool.path).input, changed[f"{pool.path}:in"]
@@ -463,11 +485,18 @@ def _check_order(
             f"{pool.layout.describe()}, a change in one corner of the image does not appear in that corner): "
             "attention maps over it would be meaningless; if the layout is wrong, pass spec=StreamSpec(..., layouts=)"
         )
+    def ordered(tap: Tap) -> bool:
+        clean = tap.select(recording.first(tap.path).output)
+        return follows_image(clean, [tap.select(v) for v in changed[tap.path]], tap.layout, size)
+
     kept, dropped = [], []
     for tap in taps:
-        clean = tap.select(recording.first(tap.path).output)
-        if follows_image(clean, [tap.select(v) for v in changed[tap.path]], tap.layout, size):
+        if ordered(tap):
             kept.append(tap)
+            continue
+        spare = next((alt for alt in fallbacks.get(tap.path, ()) if ordered(alt)), None)
+        if spare is not None:
+            kept.append(spare)
         elif strict:
             raise ProfileError(
                 f"tap {tap.path!r} read as {tap.layout.describe()}: its positions do not follow the image (a change "
@@ -569,9 +598,11 @@ def _resolve(
             selected = _logits_of(model, rec_a.output, logits)
             oracle = LayoutOracle(rec_a, rec_b, _layout_hints(model))
             try:
-                taps, pool, target, source = _placement(model, spec, rec_a, oracle, logits)
-                taps, dropped = _check_order(model, rec_a, channels, taps, pool, strict=spec is not None)
+                taps, pool, target, source, fallbacks = _placement(model, spec, rec_a, oracle, logits)
+                taps, dropped = _check_order(model, rec_a, channels, taps, pool, fallbacks, strict=spec is not None)
             except ProfileError as exc:
+                if spec is not None:
+                    raise  # the user's placement is wrong at any size
                 failure = exc  # a larger input may give the last map more than one position
                 continue
             break
