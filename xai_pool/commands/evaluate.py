@@ -249,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
             import shutil
 
             shutil.rmtree(partial, ignore_errors=True)  # the report is complete: nothing to resume
+            reused = result.runtime.get("batches_reused", 0)
+            if reused:
+                print(f"resumed an interrupted run: {reused} finished batches reused from {partial}")
             print(result.findings())
             print()
             print(result.to_markdown())

@@ -85,7 +85,8 @@ class Evaluation:
         curve_x: per curve kind, the (n + 1,) fraction of pixels changed at each point.
         examples: the kept first images, or None.
         world_size: processes that computed the run.
-        batches_computed: batches computed by this run (the others came from the store).
+        batches_computed: batches computed by this run.
+        batches_reused: batches read back from the store (finished by an earlier run).
     """
 
     pairs: list[Pair]
@@ -99,6 +100,7 @@ class Evaluation:
     examples: Examples | None = None
     world_size: int = 1
     batches_computed: int = 0
+    batches_reused: int = 0
 
     @property
     def n_images(self) -> int:
@@ -193,7 +195,10 @@ def run_dataset(
     records = gather_in_order(local, world)
     if done:
         records = sorted(records + [(i, store.load(i)) for i in sorted(done)], key=lambda item: item[0])
-    return _assemble(records, pairs, poolings, keep, curves, world, batches_computed=len(records) - len(done))
+    evaluation = _assemble(records, pairs, poolings, keep, curves, world)
+    evaluation.batches_computed = len(records) - len(done)
+    evaluation.batches_reused = len(done)
+    return evaluation
 
 
 def _no_switch(_pooling: str) -> AbstractContextManager[Any]:
@@ -329,7 +334,6 @@ def _assemble(
     keep: int,
     curves: str,
     world: int,
-    batches_computed: int,
 ) -> Evaluation:
     filled = [record for _, record in records if record["count"]]
     if not filled:
@@ -341,7 +345,6 @@ def _assemble(
             probabilities={p: np.empty(0, dtype=np.float32) for p in poolings},
             scores={pair: {} for pair in pairs},
             world_size=world,
-            batches_computed=batches_computed,
         )
     if len({record["has_masks"] for record in filled}) > 1:
         raise ValueError("some batches carry masks and others do not; give masks for every image or for none")
@@ -356,7 +359,6 @@ def _assemble(
             pair: {k: np.concatenate([r["scores"][pair][k] for r in filled]) for k in keys[pair]} for pair in pairs
         },
         world_size=world,
-        batches_computed=batches_computed,
     )
     if "curve_x" in filled[0]:
         x = filled[0]["curve_x"]

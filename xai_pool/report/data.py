@@ -49,6 +49,8 @@ class ReportData:
         alpha: significance level applied to the adjusted p-values.
         config: the run's options (methods, metrics, step, substrates...).
         seconds: wall time of the run (reported in run.json, not in the tables).
+        runtime: how the run went (processes, batches computed and reused), for run.json only:
+            results do not depend on it.
         metrics: computed: the metric keys present, in registry (Table 1) order.
         accuracy: computed: per pooling, top-1 accuracy (%) with its bootstrap CI.
         tests: computed: one paired CA-vs-GAP test per (method, metric): ``diff`` (mean of
@@ -77,6 +79,7 @@ class ReportData:
     alpha: float = 0.05
     config: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    runtime: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(init=False)
     accuracy: dict[str, dict[str, float]] = field(init=False)
     tests: list[dict[str, Any]] = field(init=False)

@@ -234,4 +234,9 @@ def compare(
         alpha=alpha,
         config=config,
         seconds=time.perf_counter() - started,
+        runtime={
+            "world_size": evaluation.world_size,
+            "batches_computed": evaluation.batches_computed,
+            "batches_reused": evaluation.batches_reused,
+        },
     )

@@ -185,7 +185,7 @@ def report_files(data: ReportData, *, title: str, run_info: dict[str, Any] | Non
         **{f"{name}.png": png for name, png in pngs.items()},
         "report.html": report_html(data, title, pngs).encode(),
     }
-    info = {"seconds": round(data.seconds, 2), **(run_info or {})}
+    info = {"seconds": round(data.seconds, 2), **data.runtime, **(run_info or {})}
     files["run.json"] = (json.dumps(info, indent=2, default=str) + "\n").encode()
     return files
 
