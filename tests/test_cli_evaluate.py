@@ -216,24 +216,37 @@ def _cli(*args: str, **popen) -> subprocess.Popen:
     )
 
 
-@pytest.mark.slow  # five CLI processes: about a minute on 2 shared cores
+def _kill_when(run: subprocess.Popen, ready, extra_delay: float) -> None:
+    """SIGKILL ``run`` ``extra_delay`` seconds after ``ready()`` becomes true (or when it ends)."""
+    while not ready() and run.poll() is None:
+        time.sleep(0.02)
+    time.sleep(extra_delay)
+    run.send_signal(signal.SIGKILL)
+    run.communicate(timeout=60)
+
+
+@pytest.mark.slow  # four CLI processes: about two minutes on 2 shared cores
 def test_kill_at_random_points_then_resume_gives_the_same_files(setup, reference, tmp_path):
     out = tmp_path / "report"
+    partial = tmp_path / ".report.partial"
     args = ["-m", "xai_pool", "evaluate", *_args(setup, out)]
-    started = time.perf_counter()
-    first = _cli(*args)
-    _, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-2000:]
-    duration = time.perf_counter() - started
-    assert _files(out) == _files(reference)
     rng = random.Random(0)
-    for _ in range(3):  # kill while loading, computing or writing; each rerun continues
-        run = _cli(*args)
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
-        run.send_signal(signal.SIGKILL)
-        run.communicate(timeout=60)
-        if out.exists():  # never half-written: whole and complete, or absent
-            assert json.loads((out / "manifest.json").read_text())["complete"]
+
+    def saved() -> list[Path]:
+        return sorted(partial.glob("batch-*.pt"))
+
+    # 1. killed while computing, after 1 or 2 of the 5 batches are saved
+    first = rng.randint(1, 2)
+    _kill_when(_cli(*args), lambda: len(saved()) >= first, rng.uniform(0, 0.5))
+    kept = {p.name: p.stat().st_mtime_ns for p in saved()}
+    assert first <= len(kept) < 5 and not out.exists()
+    # 2. killed again later: the batches of the first run are reused, not written again
+    _kill_when(_cli(*args), lambda: len(saved()) >= len(kept) + 1, rng.uniform(0, 0.5))
+    assert all(partial.joinpath(name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    # 3. killed after the last batch, while gathering, rendering or writing the report
+    _kill_when(_cli(*args), lambda: len(saved()) == 5, rng.uniform(0, 2.0))
+    if out.exists():  # never half-written: complete, or absent
+        assert json.loads((out / "manifest.json").read_text())["complete"]
     last = _cli(*args)
     _, err = last.communicate(timeout=600)
     assert last.returncode == 0, err[-2000:]
