@@ -53,7 +53,8 @@ def evaluate_loader(
         return_curves: also return every image's ``"insertion_curve"`` / ``"deletion_curve"``
             (memory grows with the dataset).
         **options: the other options of ``evaluate`` (``step``, ``batch_size``, substrates,
-            ``mean``/``std``, ``masking_space``, ``tolerance``, ``on_invalid``, ROAD's).
+            ``mean``/``std``, ``masking_space``, ``tolerance``, ``on_invalid``, ROAD's); not
+            ``device``: everything runs on the model's device.
 
     Returns:
         The ``evaluate`` dict for the whole dataset, rows in dataset order.
