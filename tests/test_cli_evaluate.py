@@ -129,6 +129,48 @@ def test_options_reach_the_metrics(setup, tmp_path) -> None:
     assert {row["metric"] for row in summary["summary"]} == {"ad", "insertion", "deletion", "sparsity"}
 
 
+@pytest.fixture(scope="module")
+def masks(setup) -> Path:
+    """One PNG mask per image (a centred 24 x 24 square of the 72 x 72 images), broken image included."""
+    folder = setup / "masks"
+    for image in (setup / "data" / "val").glob("*/*.png"):
+        mask = np.zeros((72, 72), dtype=np.uint8)
+        mask[24:48, 24:48] = 255
+        target = folder / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(target)
+    return folder
+
+
+def test_masks_follow_the_image_transform(setup, masks) -> None:
+    from xai_pool.commands.evaluate import MaskedFolder
+    from xai_pool.imageio import SafeImageFolder, imagenet_transform
+
+    transform = imagenet_transform(False, 64)
+    root = setup / "data" / "val"
+    data = MaskedFolder(SafeImageFolder(root, transform), root, masks, transform, (0.485,), (0.229,))
+    image, label, mask = data[0]
+    assert image.shape == (3, 64, 64) and label == 0 and mask.dtype == torch.bool
+    # 72 px resized to 73 then centre-cropped to 64: the square moves to about 20..44
+    rows = torch.nonzero(mask.any(dim=1)).flatten()
+    assert 19 <= int(rows[0]) <= 21 and 43 <= int(rows[-1]) <= 45
+    assert torch.equal(mask, mask.T) and abs(int(mask.sum()) - 24 * 24) < 4 * 24
+
+
+def test_masks_and_tolerance_reach_the_pointing_game(setup, masks, tmp_path) -> None:
+    extra = {"--masks": masks, "--methods": "gradcam", "--pooling": "ca", "--keep-examples": "0"}
+    results = {}
+    for tolerance in ("0", "1000"):
+        out = tmp_path / f"t{tolerance}"
+        with pytest.warns(UserWarning, match="unreadable"):
+            assert main(["evaluate", *_args(setup, out, **extra, **{"--tolerance": tolerance})]) == 0
+        rows = list(csv.DictReader(open(out / "per_image.csv")))
+        results[tolerance] = [float(r["pointing_game"]) for r in rows]
+        assert {"pointing_game", "energy_pointing_game", "ad"} <= set(rows[0])  # localisation added by default
+    assert len(results["0"]) == 2 * PER_CLASS and set(results["0"]) <= {0.0, 100.0}
+    assert results["1000"] == [100.0] * (2 * PER_CLASS)  # every point is within 1000 px of the object
+
+
 def test_bad_arguments_fail_before_any_work(setup, tmp_path, capsys, monkeypatch) -> None:
     def no_model(*args, **kwargs):
         raise AssertionError("the model was built before the arguments were checked")
@@ -139,7 +181,8 @@ def test_bad_arguments_fail_before_any_work(setup, tmp_path, capsys, monkeypatch
         ({"--methods": "nosuchcam"}, "nosuchcam"),
         ({"--pooling": "max"}, "--pooling must name gap and/or ca"),
         ({"--metrics": "ad,auc"}, "unknown ['auc']"),
-        ({"--metrics": "pointing_game"}, "need object masks"),
+        ({"--metrics": "pointing_game"}, "need object masks: give them with --masks DIR"),
+        ({"--masks": tmp_path / "nomasks"}, "--masks"),
         ({"--step": "0"}, "--step must be >= 1"),
         ({"--tolerance": "-1"}, "--tolerance must be >= 0"),
         ({"--data": tmp_path / "missing"}, "does not exist"),

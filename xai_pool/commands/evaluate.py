@@ -57,8 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pooling", default="gap,ca", help="comma-separated poolings")
     parser.add_argument(
         "--metrics",
-        default="ad,ag,ai,insertion,deletion",
-        help="comma-separated metrics (also sparsity, complexity, road, road_morf, road_lerf)",
+        default=None,
+        help=(
+            "comma-separated metrics (default ad,ag,ai,insertion,deletion, plus pointing_game,"
+            "energy_pointing_game with --masks; also sparsity, complexity, road, road_morf, road_lerf)"
+        ),
+    )
+    parser.add_argument(
+        "--masks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="object masks for the pointing games: DIR/<class>/<image name>.png (non-zero = object), "
+        "mirroring the data folder",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     parser.add_argument(
@@ -94,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tolerance",
         type=float,
         default=0.0,
-        help="pointing-game radius in pixels (for --metrics pointing_game; needs data with object masks)",
+        help="pointing-game radius in pixels, at the evaluated image size (with --masks)",
     )
     parser.add_argument(
         "--p-adjust",
@@ -132,13 +143,20 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str], list[st
     for pooling in poolings:
         if pooling not in ("gap", "ca"):
             raise ValueError(f"--pooling must name gap and/or ca, got {pooling!r}")
-    metrics = _names(args.metrics, "metrics")
+    if args.metrics is None:
+        metrics = ["ad", "ag", "ai", "insertion", "deletion"]
+        if args.masks is not None:
+            metrics += [m for m, info in METRICS.items() if info.group == "localization"]
+    else:
+        metrics = _names(args.metrics, "metrics")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"--metrics: unknown {unknown}; choose from {', '.join(METRICS)}")
     needs_masks = [m for m in metrics if "masks" in METRICS[m].needs]
-    if needs_masks:
-        raise ValueError(f"--metrics {', '.join(needs_masks)} need object masks, which ImageFolder data does not have")
+    if needs_masks and args.masks is None:
+        raise ValueError(f"--metrics {', '.join(needs_masks)} need object masks: give them with --masks DIR")
+    if args.masks is not None and not args.masks.is_dir():
+        raise FileNotFoundError(f"--masks {str(args.masks)!r} does not exist or is not a folder")
     for name in ("limit", "step", "batch_size", "eval_batch_size", "image_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -153,6 +171,40 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str], list[st
     return methods, poolings, metrics
 
 
+class MaskedFolder:
+    """ImageFolder items with their object mask: ``(image, label, mask)``, or None when unreadable.
+
+    The mask of ``DATA/<class>/<name>.<ext>`` is ``MASKS/<class>/<name>.png`` (non-zero pixels
+    are the object). It goes through the images' own transform, so that resizing and cropping
+    are the same, and is thresholded at half intensity after undoing the normalisation.
+    """
+
+    def __init__(self, images: object, data_root: Path, masks_root: Path, transform: object, mean, std) -> None:
+        self.images = images
+        self.transform = transform
+        self.mean, self.std = float(mean[0]), float(std[0])
+        self.paths = [masks_root / Path(path).relative_to(data_root).with_suffix(".png") for path, _ in images.samples]
+        missing = [str(p) for p in self.paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"--masks: {len(missing)} of {len(self.paths)} masks are missing, e.g. {missing[0]!r}; "
+                f"give one PNG per image, mirroring the data folder"
+            )
+        self.samples = images.samples
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):  # -> (Tensor, int, Tensor) | None
+        item = self.images[index]
+        if item is None:
+            return None
+        from ..imageio import load_image
+
+        mask = self.transform(load_image(self.paths[index]).convert("L").convert("RGB"))
+        return item[0], item[1], mask[0] * self.std + self.mean > 0.5
+
+
 def _data_key(dataset: object, indices: list[int] | None, image_size: int, mean: object, std: object) -> dict:
     """What identifies the evaluated images, for resuming: their files (path, size, mtime) and transform."""
     digest = hashlib.sha256()
@@ -161,6 +213,9 @@ def _data_key(dataset: object, indices: list[int] | None, image_size: int, mean:
         path = samples[i][0]
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        if isinstance(dataset, MaskedFolder):
+            mask = os.stat(dataset.paths[i])
+            digest.update(f"{dataset.paths[i]}\0{mask.st_size}\0{mask.st_mtime_ns}\n".encode())
     return {"files": digest.hexdigest(), "image_size": image_size, "mean": list(mean), "std": list(std)}
 
 
@@ -189,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
             from ..data import SHAPES_MEAN, SHAPES_STD
 
             mean, std = SHAPES_MEAN, SHAPES_STD
-        dataset = SafeImageFolder(root, transform=imagenet_transform(False, args.image_size, mean, std))
+        transform = imagenet_transform(False, args.image_size, mean, std)
+        dataset = SafeImageFolder(root, transform=transform)
         # ---------------------------------------------------------------------------------
         model = attach_stream(build_classifier(args.arch, args.weights).to(device))
         if len(dataset.classes) != model.num_classes:
@@ -200,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         load_stream(model, args.stream)
         model.eval()
         class_names = list(dataset.classes)
+        if args.masks is not None:
+            dataset = MaskedFolder(dataset, root, args.masks, transform, mean, std)
         indices = spread_indices(len(dataset), args.limit) if args.limit is not None else None
         resume_key = _data_key(dataset, indices, args.image_size, mean, std)
         if indices is not None:
