@@ -79,3 +79,25 @@ def test_metric_direction_comes_from_the_registry():
     data = _data("none")
     # CA lowers AD (better: lower) and raises AG and insertion (better: higher): CA wins all three
     assert data.winners() == {("gradcam", "ad"): "ca", ("gradcam", "ag"): "ca", ("gradcam", "insertion"): "ca"}
+
+
+def test_legend_gives_each_metric_its_own_direction():
+    from xai_pool.report.tables import legend
+
+    n = 6
+    values = {m: np.arange(float(n)) for m in ("ad", "insertion", "complexity", "road_morf", "road_lerf")}
+    labels = np.zeros(n, dtype=np.int64)
+    data = ReportData(
+        pairs=[("gradcam", "ca")],
+        poolings=("ca",),
+        labels=labels,
+        predictions={"ca": labels},
+        probabilities={"ca": np.ones(n)},
+        per_image={("gradcam", "ca"): values},
+    )
+    text = legend(data)
+    assert "AD (Average Drop): lower is better" in text and "I (insertion AUC): higher is better" in text
+    assert "Complexity (entropy of the map): lower is better" in text
+    assert "ROAD MoRF (most relevant pixels removed first): lower is better" in text
+    assert "ROAD LeRF (least relevant pixels removed first): higher is better" in text
+    assert data.metrics == ["ad", "insertion", "complexity", "road_morf", "road_lerf"] and data.tests == []

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["metric_bars"]
 
+
 def _registry() -> dict[str, tuple[str, str]]:
     """canonical key -> (display name, which direction is better), from the metric registry."""
     # imported here: the registry's package loads torch, and importing xai_pool.viz must not
