@@ -167,7 +167,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str], list[st
         raise ValueError(f"--tolerance must be >= 0 pixels, got {args.tolerance}")
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data {str(args.data)!r} does not exist or is not a folder")
-    check_output_dir(args.out)
+    args.out = check_output_dir(args.out)  # resolved: its hidden siblings are well defined
     return methods, poolings, metrics
 
 

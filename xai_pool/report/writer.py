@@ -208,7 +208,7 @@ def check_output_dir(out: str | os.PathLike) -> Path:
     Raises:
         ValueError: ``out`` is a file, or it or its parent is not writable.
     """
-    out = Path(out)
+    out = Path(out).resolve()  # "." or "dir/.." get a real name, so the staging sibling is well defined
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {str(out)!r} is an existing file; give a folder path")
     try:
@@ -283,7 +283,8 @@ def _publish(staging: Path, out: Path, names: set[str]) -> None:
         return
     previous = _previous_files(out)
     foreign = set(os.listdir(out)) - previous - names - {MANIFEST}
-    if not foreign:  # a report folder: replace it whole
+    cwd = Path.cwd().resolve()
+    if not foreign and out != cwd and out not in cwd.parents:  # a report folder: replace it whole
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.rename(out, old)
         os.rename(staging, out)
