@@ -4,8 +4,8 @@ Uses the embedded ShapesScenes classifier with a CA-Stream: the checkpoint given
 else a stream trained here for 2 epochs on 1,000 images. Explains --n test images with raw
 attention, Grad-CAM, Grad-CAM++ and Score-CAM for GAP and CA, scores every map (AD, AG, AI,
 insertion, deletion, pointing game, energy pointing game), prints the table (means, 95%
-bootstrap intervals, paired Wilcoxon p-values) and writes report.html, report.md,
-metrics.csv, metrics.json, per_image.csv and the figures (PNG) to --out.
+bootstrap intervals, paired Wilcoxon p-values with Holm's adjustment) and writes report.html,
+report.md, metrics.csv, metrics.json, per_image.csv, run.json and the figures (PNG) to --out.
 
     python examples/gap_vs_ca_report.py [--out DIR] [--n 100] [--step 256] [--stream CKPT] [--quick]
 
@@ -68,18 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         method_kwargs={"scorecam": {"batch_size": 64}},
         progress=False,
     )
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    result.to_html(out / "report.html", title=f"GAP vs CA on ShapesScenes ({result.n_images} images)")
-    (out / "report.md").write_text(result.findings() + "\n\n" + result.to_markdown(), encoding="utf-8")
-    result.to_csv(out / "metrics.csv")
-    result.to_json(out / "metrics.json")
-    result.to_per_image_csv(out / "per_image.csv")
-    for name, fig in result.figures().items():
-        xai_pool.viz.save_figure(fig, out / f"{name}.png")
+    result.write(args.out, title=f"GAP vs CA on ShapesScenes ({result.n_images} images)")
     print(result.to_markdown())
     print(result.findings())
-    print(f"{result.n_images} images in {result.seconds:.0f} s; report in {out / 'report.html'}")
+    print(f"{result.n_images} images in {result.seconds:.0f} s; report in {args.out / 'report.html'}")
     return 0
 
 

@@ -37,6 +37,10 @@ def _header(run: dict) -> tuple[str, str]:
 
 
 def main(run_dir: str = "xai_pool_demo", target: str = "README.md") -> None:
+    from xai_pool.report import is_complete
+
+    if not is_complete(run_dir):
+        raise SystemExit(f"{run_dir} holds no complete report (no manifest.json): rerun it to the end first")
     report = (Path(run_dir) / "report.md").read_text().split("\n", 2)[2]  # drop the title line
     kind, header = _header(json.loads((Path(run_dir) / "run.json").read_text()))
     start, end = START.format(kind=kind), END.format(kind=kind)

@@ -50,6 +50,8 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
     per_image = list(csv.DictReader(open(out / "per_image.csv")))
     assert len(per_image) == 7 * demo_config(True).test_images
     assert (out / "report.md").read_text().startswith("# xai_pool demo")
+    assert json.loads((out / "manifest.json").read_text())["complete"]  # written last
+    assert "Holm-adjusted" in (out / "report.md").read_text()
     # A second run reuses the finished stream instead of training again.
     again = subprocess.run(
         [sys.executable, "-m", "xai_pool", "demo", "--quick", "--out", str(out), "--no-progress", "--test-images", "8"],

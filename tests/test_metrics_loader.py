@@ -126,3 +126,57 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     assert sorted(gathered.files) == sorted(single)
     for key in single:
         np.testing.assert_array_equal(gathered[key], single[key], err_msg=key)
+
+
+def test_shard_batches_deals_the_remaining_batches_round_robin():
+    from xai_pool.sharding import shard_batches
+
+    data = TensorDataset(torch.arange(11.0))
+    loader = DataLoader(data, batch_size=2)  # 6 batches, the last one of a single item
+    for skip in (frozenset(), frozenset({1, 4})):
+        todo = [i for i in range(6) if i not in skip]
+        seen = []
+        for rank in range(3):  # any world size, uneven tails
+            for source in (loader, list(loader)):  # a DataLoader is rebuilt; another iterable is filtered
+                shard = shard_batches(source, rank, 3, skip=skip)
+                pairs = list(shard)
+                assert [i for i, _ in pairs] == todo[rank::3] and shard.total == len(todo[rank::3])
+                for index, (batch,) in pairs:
+                    assert batch.tolist() == data.tensors[0][2 * index : 2 * index + 2].tolist()
+            seen += [i for i, _ in shard_batches(loader, rank, 3, skip=skip)]
+        assert sorted(seen) == todo
+
+
+def test_batch_store_round_trip_and_fingerprint(tmp_path):
+    from xai_pool.metrics import BatchStore
+
+    record = {
+        "count": 2,
+        "labels": np.array([1, 2]),
+        "scores": {("gradcam", "ca"): {"ad": np.array([0.5, np.nan]), "valid": np.array([True, False])}},
+    }
+    store = BatchStore(tmp_path / "run", {"step": 4})
+    assert store.open() == frozenset()
+    store.save(3, record)
+    again = BatchStore(tmp_path / "run", {"step": 4})
+    assert again.open() == frozenset({3})
+    back = again.load(3)
+    np.testing.assert_array_equal(back["scores"][("gradcam", "ca")]["ad"], [0.5, np.nan])
+    assert back["scores"][("gradcam", "ca")]["valid"].dtype == bool and back["count"] == 2
+    other = BatchStore(tmp_path / "run", {"step": 8})  # another configuration: started over
+    assert other.open() == frozenset() and not list((tmp_path / "run").glob("batch-*"))
+
+
+def test_loader_counts_one_clean_forward_per_batch():
+    model = make_model()
+    images_forwarded = []
+    model.register_forward_hook(lambda module, args, output: images_forwarded.append(args[0].shape[0]))
+    fn_calls = []
+
+    def saliency(m, imgs, classes):
+        fn_calls.append(1)
+        return torch.rand(imgs.shape[0], 5, 5)
+
+    evaluate_loader(model, DataLoader(make_data(), batch_size=3), saliency, step=5, progress=False)
+    # per image: 1 clean + 1 AD/AG/AI image + 5 insertion + 5 deletion points (25 pixels, 5 per step)
+    assert sum(images_forwarded) == 7 * (1 + 1 + 5 + 5) and len(fn_calls) == 3

@@ -188,3 +188,20 @@ def test_input_ignoring_classifier_has_flat_curves():
     p = 1 / (1 + np.exp(-1.0))
     assert out["insertion"] == pytest.approx([100 * p] * 2)
     assert out["deletion"] == pytest.approx([100 * p] * 2)
+
+
+def test_named_substrates():
+    import torch.nn.functional as F
+
+    from xai_pool.metrics import named_substrate, rise_blur
+
+    x = torch.randn(2, 3, 9, 9)
+    torch.testing.assert_close(named_substrate("blur")(x), rise_blur(x))
+    torch.testing.assert_close(named_substrate("box-blur")(x), F.avg_pool2d(x, 5, 1, 2, count_include_pad=True))
+    assert torch.equal(named_substrate("zeros")(x), torch.zeros_like(x))
+    black = named_substrate("black", mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0))(x)
+    assert black[0, :, 4, 4].tolist() == [-1.0, -1.0, 0.0] and black.shape == x.shape
+    with pytest.raises(ValueError, match="unknown substrate 'grey'"):
+        named_substrate("grey")
+    with pytest.raises(ValueError, match="needs the images' normalisation mean and std"):
+        named_substrate("black")

@@ -1,9 +1,10 @@
-"""report.compare sharded over 2 gloo processes gives the single-process result."""
+"""report.compare sharded over 2 gloo processes gives the single-process result, kept examples included."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -44,8 +45,16 @@ def _compare():
         progress=False,
         mean=(0, 0, 0),
         std=(1, 1, 1),
-        keep_examples=0,
+        keep_examples=5,  # batches 0, 1 and 2: rank 0 holds 0 and 2, rank 1 holds 1
+        class_names=[f"class{i}" for i in range(5)],
     )
+
+
+def _save_examples(result, path: str) -> None:
+    figure = result.figures()["side_by_side"]
+    titles = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
+    maps = {f"{m}|{p}": v for (m, p), v in result.examples.maps.items()}
+    np.savez(path, indices=result.examples.indices, images=result.examples.images, titles=titles, **maps)
 
 
 def _worker(rank: int, world: int, port: int, folder: str) -> None:
@@ -57,6 +66,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
         if rank == 0:
             result.to_per_image_csv(os.path.join(folder, "per_image.csv"))
             result.to_csv(os.path.join(folder, "metrics.csv"))
+            _save_examples(result, os.path.join(folder, "examples.npz"))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -75,3 +85,15 @@ def test_two_process_compare_equals_one_process(tmp_path):
     assert per_image == (tmp_path / "per_image.csv").read_text()
     assert len(per_image.strip().splitlines()) == 1 + 7 * 3  # header + images x (raw, gradcam gap, gradcam ca)
     assert (sharded / "metrics.csv").read_text() == (tmp_path / "metrics.csv").read_text()
+    # the kept examples are the first 5 images, each with its own label, whatever rank computed it
+    _save_examples(single, str(tmp_path / "examples.npz"))
+    got, want = np.load(sharded / "examples.npz"), np.load(tmp_path / "examples.npz")
+    assert sorted(got.files) == sorted(want.files)
+    for key in want.files:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    images, labels, _ = _data().tensors
+    assert got["indices"].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(got["images"], images[:5].numpy())
+    for i, title in enumerate(got["titles"]):
+        gap, ca = single.predictions["gap"][i], single.predictions["ca"][i]
+        assert str(title) == f"#{i}, true: class{int(labels[i])}\nGAP: class{gap}\nCA: class{ca}"

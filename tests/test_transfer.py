@@ -48,6 +48,7 @@ def test_tiny_run_writes_the_report_and_reuses_its_stages(tmp_path, capsys):
         ("gradcam", "ca"),
     }
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 3
+    assert json.loads((tmp_path / "manifest.json").read_text())["complete"]
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["config"]["image_size"] == 64 and info["finetune_history"]["epochs"]
     assert first["result"].n_images == 6

@@ -71,13 +71,13 @@ def run_demo(
     """
     from . import attach_stream
     from .data import ShapesScenes
-    from .pipeline import run_logger, train_or_reuse_stream, write_report
-    from .report import compare
+    from .pipeline import run_logger, train_or_reuse_stream
+    from .report import check_output_dir, compare, write_report
     from .zoo import ShapesResNet, shapes_resnet, train_gap_classifier
 
     cfg = config or demo_config(quick)
     started = time.perf_counter()
-    out = Path(out)
+    out = check_output_dir(out)  # a file or an unwritable folder fails here, before any work
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
@@ -143,7 +143,7 @@ def run_demo(
         "seconds": round(seconds, 1),
         "stream_history": history,
     }
-    files = write_report(result, out, "xai_pool demo: GAP vs CA on ShapesScenes", run_info)
+    files = write_report(result, out, title="xai_pool demo: GAP vs CA on ShapesScenes", run_info=run_info)
     if not quiet:
         print()
         print(result.to_markdown())

@@ -1,12 +1,12 @@
 """Steps shared by the end-to-end runs (``xai-pool demo``, the transfer experiment).
 
 Both train a CA-Stream on in-memory tensors, reusing a finished stream or resuming an
-interrupted one, and both write the same set of report files atomically.
+interrupted one; both end in the same call as ``xai-pool evaluate``,
+:func:`xai_pool.report.write_report`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .atomic import atomic_write_text
 
-__all__ = ["run_logger", "train_or_reuse_stream", "write_report"]
+__all__ = ["run_logger", "train_or_reuse_stream"]
 
 _DONE = "DONE"
 
@@ -106,31 +106,3 @@ def _resumable(state_path: Path, model: Any, log: Any) -> bool:
         log(f"      not resuming from {state_path}: it was trained on another backbone")
         return False
     return True
-
-
-def write_report(result: Any, out: Path, title: str, run_info: dict[str, Any]) -> list[Path]:
-    """Write a :class:`~xai_pool.report.ComparisonResult` and the run's metadata to ``out``.
-
-    Files: ``metrics.csv``, ``metrics.json``, ``per_image.csv``, ``report.md`` (findings and
-    tables), one PNG per figure, ``report.html`` (self-contained) and ``run.json``.
-
-    Returns:
-        The paths written, each written atomically.
-    """
-    from .viz import save_figure
-
-    files = [
-        result.to_csv(out / "metrics.csv"),
-        result.to_json(out / "metrics.json"),
-        result.to_per_image_csv(out / "per_image.csv"),
-    ]
-    markdown = f"# {title}\n\n" + result.findings() + "\n\n" + result.to_markdown()
-    files.append(atomic_write_text(out / "report.md", markdown))
-    import matplotlib.pyplot as plt
-
-    for name, fig in result.figures().items():
-        files.append(save_figure(fig, out / f"{name}.png"))
-        plt.close(fig)  # figures are large; a long session would keep every one alive
-    files.append(result.to_html(out / "report.html", title=title))
-    files.append(atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n"))
-    return files

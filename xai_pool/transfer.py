@@ -142,13 +142,13 @@ def run_transfer(
     """
     from . import attach_stream
     from .data import SHAPE_CLASSES
-    from .pipeline import run_logger, train_or_reuse_stream, write_report
-    from .report import compare
+    from .pipeline import run_logger, train_or_reuse_stream
+    from .report import check_output_dir, compare, write_report
     from .zoo import LITE0_MEAN, LITE0_STD
 
     cfg = config or transfer_config(quick)
     started = time.perf_counter()
-    out = Path(out)
+    out = check_output_dir(out)  # a file or an unwritable folder fails here, before any work
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     seconds: dict[str, float] = {}
@@ -192,7 +192,7 @@ def run_transfer(
         "finetune_history": finetune_history, "stream_history": stream_history,
     }  # fmt: skip
     title = "xai_pool transfer: ImageNet EfficientNet-Lite0 fine-tuned on ShapesScenes, GAP vs CA"
-    files = write_report(result, out, title, run_info)
+    files = write_report(result, out, title=title, run_info=run_info)
     if not quiet:
         print()
         print(result.to_markdown())

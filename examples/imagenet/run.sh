@@ -15,7 +15,6 @@ NGPU="${NGPU:-8}"             # the paper: 8 V100, 32 images each = global batch
 OUT="${OUT:-runs/r50_castream}"
 WORKERS="${WORKERS:-8}"       # data-loading processes per GPU (JPEG decoding is the bottleneck)
 AMP="${AMP:-off}"             # the paper does not mention mixed precision; 'auto' (bf16/fp16) is faster
-EVAL_GPU="${EVAL_GPU:-0}"     # `xai-pool evaluate` runs as one process on one device
 
 # 1. Train the stream; backbone and classifier frozen. Paper appendix B (torchvision ResNet recipe):
 #    90 epochs, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 every 30 epochs,
@@ -30,13 +29,15 @@ torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool train \
 
 # 2. GAP vs CA on the validation set (IMAGENET/val): accuracy and AD, AG, AI, I, D for Grad-CAM,
 #    Grad-CAM++ and Score-CAM (+ raw attention), ground-truth class, 28 insertion/deletion steps
-#    of 1,792 pixels as in the authors' code. last.pt is the stream after epoch 90; best.pt is
-#    chosen by validation accuracy, i.e. on the very images evaluated here, so we do not use it.
-#    The whole validation set; add --limit 1000 for a first look (one image of every class).
-CUDA_VISIBLE_DEVICES="$EVAL_GPU" xai-pool evaluate \
+#    of 1,792 pixels from the authors' 5x5 box blur, as in the authors' code. last.pt is the
+#    stream after epoch 90; best.pt is chosen by validation accuracy, i.e. on the very images
+#    evaluated here, so we do not use it. The whole validation set, sharded over the GPUs (the
+#    files equal a one-process run); add --limit 1000 for a first look (one image of every
+#    class). Rerunning after a crash continues from the finished batches.
+torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool evaluate \
     --data "$IMAGENET" --arch resnet50 --weights "$WEIGHTS" --stream "$OUT/last.pt" \
     --methods raw_attention,gradcam,gradcam++,scorecam --pooling gap,ca --targets label \
-    --image-size 224 --batch-size 32 --step 1792 --workers "$WORKERS" \
-    --out "$OUT/report"
+    --image-size 224 --batch-size 32 --step 1792 --insertion-substrate box-blur \
+    --workers "$WORKERS" --out "$OUT/report"
 
 echo "done: $OUT/report/report.html, $OUT/report/metrics.csv (compare with README.md)"

@@ -8,11 +8,21 @@ first deletion point and the last insertion point, and it gives p for AD/AG/AI. 
 jobs come first in the list, so the class c of an image (its clean argmax when no labels are
 given) is known before any of its other jobs is scored. With the default step, an image
 costs 2 n + 1 forwards for insertion + deletion (n = ceil(H W / step)) plus one for AD/AG/AI.
+
+What does not depend on the map is shared when several maps of the same images are scored
+(the dataset driver, :mod:`xai_pool.metrics.driver`): the checked options (:class:`Protocol`),
+the substrates (:func:`build_sources`, once per batch) and the clean probabilities
+(:class:`Shared`, once per batch and model). :func:`score` then runs no clean forward and
+builds no substrate: an image costs 2 n + 1 forwards per map for AD/AG/AI + insertion +
+deletion, plus one clean forward per model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -34,23 +44,156 @@ from ._checks import (
     model_device,
 )
 from .maps import PreparedMaps, prepare_maps
+from .registry import ALL_METRICS, DEFAULT_METRICS, METRICS, metrics_in_group
 
-__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "IMAGENET_MEAN", "IMAGENET_STD", "evaluate"]
+__all__ = [
+    "ALL_METRICS",
+    "DEFAULT_METRICS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Protocol",
+    "Shared",
+    "build_sources",
+    "evaluate",
+    "score",
+]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-DEFAULT_METRICS: tuple[str, ...] = ("ad", "ag", "ai", "insertion", "deletion")
-_CONFIDENCE = ("ad", "ag", "ai")
-_CURVES = ("insertion", "deletion")
-_LOCALIZATION = ("pointing_game", "energy_pointing_game")
-_ROAD = ("road", "road_morf", "road_lerf")
-_MAP_ONLY = ("sparsity", "complexity")
-ALL_METRICS: tuple[str, ...] = (*_CONFIDENCE, *_CURVES, *_LOCALIZATION, *_ROAD, *_MAP_ONLY)
+_CONFIDENCE = metrics_in_group("confidence")
+_CURVES = metrics_in_group("curve")
+_LOCALIZATION = metrics_in_group("localization")
+_ROAD = metrics_in_group("road")
 
 # job kinds of the perturbation engine; x is source 0 of every image
 _CLEAN, _EXPLAIN, _WHERE = 0, 1, 2
 _X = 0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The checked options of the metrics: what to compute and how (see :func:`evaluate`).
+
+    Build it with :meth:`create`, which validates every option that does not depend on the
+    data, so a dataset run fails before its first batch.
+    """
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    step: int | None = None
+    batch_size: int = 64
+    masking_space: str = "pixel"
+    mean: Any = IMAGENET_MEAN
+    std: Any = IMAGENET_STD
+    insertion_substrate: _perturbation.Substrate = None
+    deletion_substrate: _perturbation.Substrate = None
+    tolerance: float = 0.0
+    road_percentiles: tuple[float, ...] = _road.DEFAULT_PERCENTILES
+    road_noise: float = 0.01
+    seed: int = 0
+    on_invalid: str = "raise"
+    return_curves: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        step: int | None = None,
+        batch_size: int = 64,
+        masking_space: str = "pixel",
+        mean: Sequence[float] | torch.Tensor = IMAGENET_MEAN,
+        std: Sequence[float] | torch.Tensor = IMAGENET_STD,
+        insertion_substrate: _perturbation.Substrate = None,
+        deletion_substrate: _perturbation.Substrate = None,
+        tolerance: float = 0.0,
+        road_percentiles: Sequence[float] = _road.DEFAULT_PERCENTILES,
+        road_noise: float = 0.01,
+        seed: int = 0,
+        on_invalid: str = "raise",
+        return_curves: bool = False,
+    ) -> Protocol:
+        """Validate the options (arguments as for :func:`evaluate`).
+
+        Raises:
+            ValueError: an unknown metric, a non-positive step or batch size, an unknown
+                masking space or ``on_invalid``, a negative tolerance, bad ROAD percentiles.
+        """
+        wanted = _check_metrics(metrics)
+        _check_options(batch_size, masking_space, step)
+        if on_invalid not in ("raise", "skip"):
+            raise ValueError(f"on_invalid must be 'raise' or 'skip'; got {on_invalid!r}")
+        if any(name in wanted for name in _LOCALIZATION) and not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0 pixels; got {tolerance}")
+        percentiles = _road.check_percentiles(road_percentiles) if any(n in wanted for n in _ROAD) else ()
+        return cls(
+            metrics=wanted,
+            step=step,
+            batch_size=batch_size,
+            masking_space=masking_space,
+            mean=mean,
+            std=std,
+            insertion_substrate=insertion_substrate,
+            deletion_substrate=deletion_substrate,
+            tolerance=tolerance,
+            road_percentiles=percentiles,
+            road_noise=road_noise,
+            seed=seed,
+            on_invalid=on_invalid,
+            return_curves=return_curves,
+        )
+
+    def wants(self, group: str) -> bool:
+        """Whether any requested metric belongs to the engine ``group`` of the registry."""
+        return any(METRICS[name].group == group for name in self.metrics)
+
+    @property
+    def curves(self) -> tuple[str, ...]:
+        """The requested curve metrics (``"insertion"``, ``"deletion"``), in that order."""
+        return tuple(name for name in _CURVES if name in self.metrics)
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether any requested metric runs the model."""
+        return any("model" in METRICS[name].needs for name in self.metrics)
+
+    @property
+    def needs_masks(self) -> bool:
+        """Whether any requested metric needs object masks."""
+        return any("masks" in METRICS[name].needs for name in self.metrics)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every map of one batch scored by one model has in common, computed once.
+
+    Attributes:
+        classes: (B,) int64 class c of each image, on the model's device.
+        clean: (B,) float64 softmax probability of c on the clean image, same device.
+        sources: (B, 1 + S, C, H, W) the images followed by the S curve substrates
+            (:func:`build_sources`), or None when no curve metric is requested.
+    """
+
+    classes: torch.Tensor
+    clean: torch.Tensor
+    sources: torch.Tensor | None = None
+
+
+def build_sources(images: torch.Tensor, protocol: Protocol) -> torch.Tensor | None:
+    """The images and their curve substrates stacked as (B, 1 + S, C, H, W), or None.
+
+    Substrate s (in the order of :attr:`Protocol.curves`) sits at index 1 + s. It does not
+    depend on the model or the map, so the driver builds it once per batch.
+    """
+    curves = protocol.curves
+    if not curves:
+        return None
+    sources = [images]
+    for name in curves:
+        default = "blur" if name == "insertion" else "zeros"
+        substrate = getattr(protocol, f"{name}_substrate")
+        sources.append(_perturbation.resolve_substrate(substrate, images, f"{name}_substrate", default))
+    return torch.stack(sources, dim=1)
 
 
 def evaluate(
@@ -143,34 +286,82 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    wanted = _check_metrics(metrics)
-    _check_options(batch_size, masking_space, step)
+    protocol = Protocol.create(
+        metrics=metrics,
+        step=step,
+        batch_size=batch_size,
+        masking_space=masking_space,
+        mean=mean,
+        std=std,
+        insertion_substrate=insertion_substrate,
+        deletion_substrate=deletion_substrate,
+        tolerance=tolerance,
+        road_percentiles=road_percentiles,
+        road_noise=road_noise,
+        seed=seed,
+        on_invalid=on_invalid,
+        return_curves=return_curves,
+    )
+    return score(model, images, saliency, labels, protocol, masks=masks, device=device)
+
+
+def score(
+    model: nn.Module,
+    images: torch.Tensor,
+    saliency: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | Sequence[int] | None,
+    protocol: Protocol,
+    *,
+    masks: torch.Tensor | np.ndarray | None = None,
+    device: torch.device | str | None = None,
+    shared: Shared | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`evaluate` with options checked once (a :class:`Protocol`).
+
+    Args:
+        model: the classifier, as for :func:`evaluate`.
+        images: (B, C, H, W) images, as for :func:`evaluate`.
+        saliency: (B, h, w) maps; a tensor on the model's device stays there.
+        labels: (B,) classes or None; with ``shared``, pass ``shared.classes``.
+        protocol: the metrics and their options.
+        masks: (B, H, W) object masks for the localisation metrics.
+        device: where to build the perturbed images; default the model's device.
+        shared: the clean probabilities and substrates of these images for this model,
+            computed once by the caller; None computes them here.
+
+    Returns:
+        The dict described in :func:`evaluate`.
+    """
     x = as_images(images)
     batch, channels, height, width = x.shape
     maps = as_maps(saliency, batch)
     y = as_labels(labels, batch)
     m = as_masks(masks, batch, (height, width))
-    if m is None and any(name in wanted for name in _LOCALIZATION):
+    if m is None and protocol.needs_masks:
         raise ValueError("the pointing game metrics need masks=(B, H, W) bool object masks")
-    step = width if step is None else step
-    percentiles = _road.check_percentiles(road_percentiles) if any(n in wanted for n in _ROAD) else ()
-    use_model = any(name in wanted for name in (*_CONFIDENCE, *_CURVES, *_ROAD))
-    if use_model and masking_space == "pixel" and any(n in wanted for n in _CONFIDENCE):
-        mean_t = as_channel_stats(mean, "mean", channels)
-        std_t = as_channel_stats(std, "std", channels)
+    if shared is not None and (y is None or shared.classes.shape != (batch,)):
+        raise ValueError("score(shared=...) needs labels=shared.classes, one class per image")
+    wanted = protocol.metrics
+    step = width if protocol.step is None else protocol.step
+    use_model = protocol.uses_model
+    if use_model and protocol.masking_space == "pixel" and protocol.wants("confidence"):
+        mean_t = as_channel_stats(protocol.mean, "mean", channels)
+        std_t = as_channel_stats(protocol.std, "std", channels)
     else:
         mean_t = std_t = torch.zeros(1, channels, 1, 1, dtype=torch.float64)
     target_device = torch.device(device) if device is not None else model_device(model, x.device)
     # MPS has no float64: the maps are prepared on the CPU there
     map_device = torch.device("cpu") if target_device.type == "mps" else target_device
 
-    prepared = prepare_maps(maps.to(map_device), (height, width), on_invalid=on_invalid)
+    prepared = prepare_maps(maps.to(map_device), (height, width), on_invalid=protocol.on_invalid)
     valid = prepared.valid.cpu().numpy()
     out: dict[str, np.ndarray] = {name: np.full(batch, np.nan) for name in wanted}
 
     if "pointing_game" in wanted:
         out["pointing_game"] = (
-            _localization.pointing_game(prepared.scores, m.to(map_device), prepared.constant, tolerance).cpu().numpy()
+            _localization.pointing_game(prepared.scores, m.to(map_device), prepared.constant, protocol.tolerance)
+            .cpu()
+            .numpy()
         )
     if "energy_pointing_game" in wanted:
         out["energy_pointing_game"] = (
@@ -182,29 +373,26 @@ def evaluate(
         out["complexity"] = _complexity.complexity(prepared.normalized).cpu().numpy()
 
     if use_model:
-        engine = _Engine(
-            model,
-            wanted=wanted,
-            step=step,
-            batch_size=batch_size,
-            device=target_device,
-            mean=mean_t,
-            std=std_t,
-            masking_space=masking_space,
-            insertion_substrate=insertion_substrate,
-            deletion_substrate=deletion_substrate,
-            return_curves=return_curves,
-            percentiles=percentiles,
-            road_noise=road_noise,
-            seed=seed,
-        )
-        model_out = engine.run(x, prepared, y, np.flatnonzero(valid))
+        engine = _Engine(model, protocol=protocol, step=step, device=target_device, mean=mean_t, std=std_t)
+        model_out = engine.run(x, prepared, y, np.flatnonzero(valid), shared)
         out.update(model_out)
-    for key, value in out.items():
+    for value in out.values():
         if value.dtype.kind == "f":
             value[~valid] = np.nan
     out["valid"] = valid
     return out
+
+
+def check_logits(logits: Any, count: int) -> torch.Tensor:
+    """``logits`` if it is an (N, num_classes) tensor for ``count`` images, else a TypeError."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != count:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise TypeError(
+            f"model must return a logits tensor of shape (N, num_classes) for N images; "
+            f"got {shape}. "
+            f"Wrap the model so that its forward returns the logits."
+        )
+    return logits
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -235,34 +423,26 @@ class _Engine:
         self,
         model: nn.Module,
         *,
-        wanted: tuple[str, ...],
+        protocol: Protocol,
         step: int,
-        batch_size: int,
         device: torch.device,
         mean: torch.Tensor,
         std: torch.Tensor,
-        masking_space: str,
-        insertion_substrate: _perturbation.Substrate,
-        deletion_substrate: _perturbation.Substrate,
-        return_curves: bool,
-        percentiles: tuple[float, ...],
-        road_noise: float,
-        seed: int,
     ) -> None:
         self.model = model
-        self.wanted = wanted
+        self.wanted = protocol.metrics
         self.step = step
-        self.batch_size = batch_size
+        self.batch_size = protocol.batch_size
         self.device = device
         stats_dtype = torch.float32 if device.type == "mps" else torch.float64
         self.mean = mean.to(device, stats_dtype)
         self.std = std.to(device, stats_dtype)
-        self.masking_space = masking_space
-        self.substrates = {"insertion": insertion_substrate, "deletion": deletion_substrate}
-        self.return_curves = return_curves
-        self.percentiles = percentiles
-        self.road_noise = road_noise
-        self.seed = seed
+        self.masking_space = protocol.masking_space
+        self.substrates = {"insertion": protocol.insertion_substrate, "deletion": protocol.deletion_substrate}
+        self.return_curves = protocol.return_curves
+        self.percentiles = protocol.road_percentiles
+        self.road_noise = protocol.road_noise
+        self.seed = protocol.seed
         self.num_classes: int | None = None
 
     def run(
@@ -271,6 +451,7 @@ class _Engine:
         prepared: PreparedMaps,
         labels: torch.Tensor | None,
         indices: np.ndarray,
+        shared: Shared | None = None,
     ) -> dict[str, np.ndarray]:
         """Score the images at ``indices`` (the valid ones); other rows stay NaN / -1."""
         batch, _, height, width = images.shape
@@ -292,11 +473,19 @@ class _Engine:
                 chunk_labels = (
                     labels[torch.as_tensor(idx, device=labels.device)].to(self.device) if labels is not None else None
                 )
+                clean = stacked = None
+                if shared is not None:
+                    at = torch.as_tensor(idx, device=shared.clean.device)
+                    clean = shared.clean[at].to(self.device)
+                    if wants_curves:
+                        whole = len(idx) == batch  # indices are sorted and unique
+                        stacked = shared.sources if whole else shared.sources[at]
+                        stacked = stacked.to(self.device)
                 ranks = None
                 if wants_curves or wants_road:
                     ranks = _perturbation.pixel_ranks(prepared.scores[idx_maps]).to(self.device)
                 maps = prepared.normalized[idx_maps].to(self.device) if wants_conf else None
-                res = self._run_chunk(x, maps, ranks, chunk_labels, n, wants_curves)
+                res = self._run_chunk(x, maps, ranks, chunk_labels, n, wants_curves, stacked, clean)
                 target[idx] = res["target"]
                 p_all[idx] = res["p"]
                 if wants_conf:
@@ -335,20 +524,26 @@ class _Engine:
         labels: torch.Tensor | None,
         n: int,
         wants_curves: list[str],
+        stacked: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
     ) -> dict[str, np.ndarray]:
+        """Forward every job of a chunk; ``stacked``/``clean`` are the shared sources and p, if any."""
         count, _, height, width = x.shape
-        sources = [x]
-        slot = {}
-        for name in wants_curves:
-            default = "blur" if name == "insertion" else "zeros"
-            slot[name] = len(sources)
-            sources.append(_perturbation.resolve_substrate(self.substrates[name], x, f"{name}_substrate", default))
-        stacked = torch.stack(sources, dim=1) if wants_curves else None
+        slot = {name: 1 + i for i, name in enumerate(wants_curves)}
+        if wants_curves and stacked is None:
+            sources = [x]
+            for name in wants_curves:
+                default = "blur" if name == "insertion" else "zeros"
+                sources.append(_perturbation.resolve_substrate(self.substrates[name], x, f"{name}_substrate", default))
+            stacked = torch.stack(sources, dim=1)
 
         # Job table on the CPU, one column per forward: kind, image, first source, second
-        # source, pixels changed. Clean jobs come first so classes are known in time.
+        # source, pixels changed. Clean jobs (when p is not given) come first so classes are
+        # known in time.
         every = torch.arange(count)
-        blocks = [_job_block(_CLEAN, every, 0, 0, torch.zeros(count))]
+        blocks = []
+        if clean is None:
+            blocks.append(_job_block(_CLEAN, every, 0, 0, torch.zeros(count)))
         if maps is not None:
             blocks.append(_job_block(_EXPLAIN, every, 0, 0, torch.zeros(count)))
         changed = torch.clamp(torch.arange(n + 1) * self.step, max=height * width)
@@ -403,15 +598,21 @@ class _Engine:
             if labels is None:
                 # clean jobs are jobs 0..count-1 and sit first in `order`: fix their classes
                 # before reading any probability of this batch
-                clean = order_t[order_t < count]
-                if len(clean):
-                    classes[dev(clean)] = logits[: len(clean)].argmax(dim=1)
+                clean_jobs = order_t[order_t < count]
+                if len(clean_jobs):
+                    classes[dev(clean_jobs)] = logits[: len(clean_jobs)].argmax(dim=1)
             probs[dev(order_t)] = _confidence.probabilities(logits, classes[dev(image[order_t])])
 
         probs_np = probs.cpu().numpy()
         check_probabilities(probs_np, "forward passes")
-        res: dict[str, np.ndarray] = {"target": classes.cpu().numpy(), "p": probs_np[:count]}
-        offset = count
+        res: dict[str, np.ndarray] = {"target": classes.cpu().numpy()}
+        offset = 0
+        if clean is None:
+            res["p"] = probs_np[:count]
+            offset = count
+        else:
+            res["p"] = clean.cpu().numpy()
+            check_probabilities(res["p"], "clean forward pass")
         if maps is not None:
             res["o"] = probs_np[offset : offset + count]
             offset += count
@@ -428,14 +629,7 @@ class _Engine:
         return res
 
     def _forward(self, batch: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        logits = self.model(batch)
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != batch.shape[0]:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise TypeError(
-                f"model must return a logits tensor of shape (N, num_classes) for N images; "
-                f"got {shape}. "
-                f"Wrap the model so that its forward returns the logits."
-            )
+        logits = check_logits(self.model(batch), batch.shape[0])
         if self.num_classes is None:
             self.num_classes = logits.shape[1]
             if labels is not None:

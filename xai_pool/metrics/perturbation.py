@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Union
 
 import numpy as np
@@ -29,9 +29,12 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "SUBSTRATES",
+    "NamedSubstrate",
     "Substrate",
     "auc",
     "curve_fractions",
+    "named_substrate",
     "num_steps",
     "pixel_ranks",
     "resolve_substrate",
@@ -156,6 +159,56 @@ def resolve_substrate(substrate: Substrate, images: torch.Tensor, name: str, def
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} must be finite")
     return out
+
+
+#: substrates that can be chosen by name (``xai-pool evaluate --insertion-substrate``...)
+SUBSTRATES: dict[str, str] = {
+    "blur": "RISE's blur of the image (11x11 Gaussian, sigma 5, zero padding): the default insertion start",
+    "box-blur": "5x5 box blur, zero padding counted (the CA-Stream authors' insertion start)",
+    "zeros": "zeros in the model's input space, i.e. the normalisation mean colour: the default deletion",
+    "black": "black pixels (0 in [0, 1] RGB), normalised with mean/std",
+}
+
+
+class NamedSubstrate:
+    """A substrate chosen by name: a callable ``images -> tensor`` that records its name.
+
+    Args:
+        name: a key of :data:`SUBSTRATES`.
+        mean: per-channel normalisation mean (needed by ``"black"``).
+        std: per-channel normalisation std (needed by ``"black"``).
+
+    Raises:
+        ValueError: unknown name, or ``"black"`` without mean and std.
+    """
+
+    def __init__(self, name: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        if name not in SUBSTRATES:
+            raise ValueError(f"unknown substrate {name!r}; choose from {list(SUBSTRATES)}")
+        if name == "black" and (mean is None or std is None):
+            raise ValueError("the 'black' substrate needs the images' normalisation mean and std")
+        self.name = name
+        self.mean = tuple(float(v) for v in mean) if mean is not None else None
+        self.std = tuple(float(v) for v in std) if std is not None else None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.name == "blur":
+            return rise_blur(images)
+        if self.name == "box-blur":
+            return F.avg_pool2d(images, 5, 1, 2, count_include_pad=True)
+        if self.name == "zeros":
+            return torch.zeros_like(images)
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        return ((0 - mean) / std).expand_as(images)
+
+    def __repr__(self) -> str:
+        return f"NamedSubstrate({self.name!r})"
+
+
+def named_substrate(name: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Substrate:
+    """The substrate called ``name`` (see :data:`SUBSTRATES`), for ``evaluate``'s substrate options."""
+    return NamedSubstrate(name, mean, std)
 
 
 class Workspace:

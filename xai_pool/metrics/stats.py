@@ -5,6 +5,9 @@
 - :func:`compare`: for two methods scored on the same images, the mean paired difference
   a - b with its bootstrap confidence interval and the two-sided Wilcoxon signed-rank
   p-value (``scipy.stats.wilcoxon``).
+- :func:`adjust_p_values`: a family of p-values corrected for multiple comparisons (Holm's
+  step-down, controlling the family-wise error rate, or Benjamini-Hochberg's step-up,
+  controlling the false discovery rate).
 
 NaN values (images skipped with ``on_invalid="skip"``) are left out and counted in
 ``n_skipped``; ``compare`` drops a pair when either side is NaN. Degenerate data never
@@ -20,9 +23,70 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare", "summarize"]
+__all__ = ["P_ADJUSTMENTS", "adjust_p_values", "compare", "summarize"]
 
 ArrayOrDict = np.ndarray | Mapping[str, Any]
+
+#: names accepted by :func:`adjust_p_values`, with what each controls
+P_ADJUSTMENTS: dict[str, str] = {
+    "holm": "Holm (family-wise error rate)",
+    "bh": "Benjamini-Hochberg (false discovery rate)",
+    "none": "no adjustment",
+}
+
+
+def adjust_p_values(p_values: Any, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values for multiple comparisons.
+
+    - ``"holm"`` (Holm 1979, step-down): sort the m p-values, multiply the k-th smallest
+      (k = 1..m) by m - k + 1, take the running maximum, cap at 1. Rejecting where the
+      adjusted p < alpha controls the family-wise error rate at alpha, under any dependence.
+    - ``"bh"`` (Benjamini & Hochberg 1995, step-up): multiply the k-th smallest by m / k,
+      take the running minimum from the largest down, cap at 1; rejecting where the adjusted
+      p < alpha controls the false discovery rate at alpha for independent or positively
+      dependent tests. Equal to ``scipy.stats.false_discovery_control(p, method="bh")``.
+    - ``"none"``: the p-values unchanged.
+
+    NaN entries are left out of the family and stay NaN.
+
+    Args:
+        p_values: 1-D array-like of p-values in [0, 1] (NaN allowed).
+        method: ``"holm"``, ``"bh"`` or ``"none"``.
+
+    Returns:
+        float64 array of adjusted p-values, in the input order.
+
+    Raises:
+        ValueError: unknown method, not 1-D, or a value outside [0, 1].
+
+    Example:
+        >>> adjust_p_values([0.01, 0.04, 0.03], "holm").round(4).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    if method not in P_ADJUSTMENTS:
+        raise ValueError(f"method must be one of {list(P_ADJUSTMENTS)}; got {method!r}")
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be 1-D; got shape {p.shape}")
+    finite = ~np.isnan(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError("p_values must lie in [0, 1]")
+    out = p.copy()
+    family = p[finite]
+    m = family.size
+    if method == "none" or m == 0:
+        return out
+    order = np.argsort(family, kind="stable")
+    ranked = family[order]
+    k = np.arange(1, m + 1)
+    if method == "holm":
+        adjusted = np.maximum.accumulate(ranked * (m - k + 1))
+    else:
+        adjusted = np.minimum.accumulate((ranked * m / k)[::-1])[::-1]
+    result = np.empty(m)
+    result[order] = np.minimum(adjusted, 1.0)
+    out[finite] = result
+    return out
 
 
 def summarize(

@@ -1,28 +1,36 @@
 """``compare``: every saliency method x pooling over a dataset, scored with every metric.
 
-One pass over the data: each batch is explained by every (method, pooling) pair and scored
-right away, so peak memory is one batch (plus a few kept examples for the figures), whatever
-the dataset size. Under torchrun each process takes every ``world``-th batch and the results
-are gathered in dataset order, so the numbers equal a single-process run.
+A thin layer over the dataset driver (:func:`xai_pool.metrics.run_dataset`): it names one
+explainer per (method, pooling), lets the driver switch the model's pooling, and turns what
+the driver measured into a :class:`~.result.ComparisonResult`. One pass over the data; per
+batch one clean forward per pooling and one set of substrates whatever the number of
+methods; peak memory is one batch (plus a few kept examples for the figures). Under torchrun
+each process takes every ``world``-th batch and the results are gathered in dataset order, so
+the numbers equal a single-process run. With ``resume=FOLDER`` a killed run continues: the
+finished batches saved there are not computed again.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..metrics.driver import Pair, run_dataset
+from ..metrics.evaluate import Protocol
+from ..metrics.registry import metrics_in_group
+from ..metrics.store import BatchStore, describe, model_digest
 from ..model import CAModel
-from ..sharding import gather_in_order, rank_and_world, shard_batches
-from .results import ComparisonResult
+from .result import ComparisonResult
 
-__all__ = ["compare", "DEFAULT_METHODS", "DEFAULT_REPORT_METRICS", "LOCALISATION_METRICS"]
+__all__ = ["DEFAULT_METHODS", "DEFAULT_REPORT_METRICS", "LOCALISATION_METRICS", "compare"]
 
 DEFAULT_METHODS = ("raw_attention", "gradcam", "gradcam++", "scorecam")
 DEFAULT_REPORT_METRICS = ("ad", "ag", "ai", "insertion", "deletion")
-LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game")
+LOCALISATION_METRICS = metrics_in_group("localization")
 
 
 def _as_loader(data: Any, batch_size: int, limit: int | None) -> Iterable[Any]:
@@ -42,13 +50,13 @@ def _as_loader(data: Any, batch_size: int, limit: int | None) -> Iterable[Any]:
     return DataLoader(data, batch_size=batch_size, shuffle=False)
 
 
-def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    if batch is None:  # every image of the batch was unreadable (skip_none_collate)
-        return None  # type: ignore[return-value]
-    if isinstance(batch, (list, tuple)) and len(batch) in (2, 3):
-        masks = batch[2] if len(batch) == 3 else None
-        return batch[0], torch.as_tensor(batch[1]).long(), masks
-    raise ValueError("data must yield (image, label) or (image, label, mask) items or batches")
+def _explainer(method: Any, pooling: str, kwargs: dict[str, Any]) -> Any:
+    from ..explainer import explain
+
+    def run(model: CAModel, images: Any, classes: Any) -> Any:
+        return explain(model, images, method, pooling=pooling, targets=classes.tolist(), **kwargs)
+
+    return run
 
 
 def compare(
@@ -71,6 +79,14 @@ def compare(
     progress: bool = True,
     confidence: float = 0.95,
     seed: int = 0,
+    insertion_substrate: Any = None,
+    deletion_substrate: Any = None,
+    masking_space: str = "pixel",
+    tolerance: float = 0.0,
+    p_adjustment: str = "holm",
+    alpha: float = 0.05,
+    resume: str | os.PathLike | None = None,
+    resume_key: dict[str, Any] | None = None,
 ) -> ComparisonResult:
     """Explain and score a dataset with every method for GAP and CA pooling.
 
@@ -96,26 +112,43 @@ def compare(
         method_kwargs: extra keyword arguments per method name for :func:`xai_pool.explain`.
         keep_examples: how many first images keep their maps for the figures.
         class_names: names of the classes, for tables and figures.
-        progress: show a tqdm progress bar (only on a terminal).
+        progress: show a tqdm progress bar (only on a terminal, rank 0).
         confidence: level of the confidence intervals.
         seed: seed of the bootstrap.
+        insertion_substrate: start of the insertion curves (see ``evaluate``; e.g.
+            ``xai_pool.metrics.named_substrate("box-blur")``); default RISE's blur.
+        deletion_substrate: what deleted pixels become; default zeros (input space).
+        masking_space: ``"pixel"`` or ``"input"``, where AD/AG/AI multiply by the map.
+        tolerance: pointing-game radius in pixels.
+        p_adjustment: multiple-comparison adjustment of the paired tests: ``"holm"``
+            (family-wise error rate, default), ``"bh"`` (Benjamini-Hochberg, false discovery
+            rate) or ``"none"``.
+        alpha: significance level of the adjusted p-values (findings and "better" column).
+        resume: a folder where every finished batch is saved; a rerun with the same
+            configuration, model and data computes only the missing batches.
+        resume_key: extra facts identifying the data for ``resume`` (e.g. the image files);
+            a stored run with another key is discarded.
 
     Returns:
-        A :class:`ComparisonResult` (per-image table, summary, exports, figures).
+        A :class:`~.result.ComparisonResult` (per-image table, statistics, exports, figures).
     """
-    from tqdm.auto import tqdm
-
-    from ..explainer import explain
-    from ..metrics import IMAGENET_MEAN, IMAGENET_STD, evaluate
+    from ..metrics import IMAGENET_MEAN, IMAGENET_STD
+    from ..metrics.stats import P_ADJUSTMENTS
     from ..saliency import method_name
 
     if not isinstance(model, CAModel):
         raise TypeError(f"compare needs a CAModel (from xai_pool.attach_stream), got {type(model).__name__}")
     if targets not in ("label", "prediction"):
         raise ValueError(f"targets must be 'label' or 'prediction', got {targets!r}")
+    if not poolings:
+        raise ValueError("poolings must name at least one of 'gap', 'ca'")
     for pooling in poolings:
         if pooling not in ("gap", "ca"):
             raise ValueError(f"poolings must be 'gap' and/or 'ca', got {pooling!r}")
+    if p_adjustment not in P_ADJUSTMENTS:
+        raise ValueError(f"p_adjustment must be one of {list(P_ADJUSTMENTS)}, got {p_adjustment!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     dataset = data.dataset if isinstance(data, DataLoader) else data
     mean = mean if mean is not None else getattr(dataset, "mean", IMAGENET_MEAN)
     std = std if std is not None else getattr(dataset, "std", IMAGENET_STD)
@@ -123,90 +156,87 @@ def compare(
     method_kwargs = method_kwargs or {}
     by_name = {method_name(m): m for m in methods}  # canonical names; unknown methods fail here
     methods = list(by_name)
-    pairs = [(m, p) for m in methods for p in poolings if not (m == "raw_attention" and p == "gap")]
+    pairs: list[Pair] = [(m, p) for m in methods for p in poolings if not (m == "raw_attention" and p == "gap")]
+    if not pairs:
+        raise ValueError(f"nothing to compare: methods {methods} with poolings {list(poolings)} give no pair")
+    options = {
+        "step": step,
+        "batch_size": eval_batch_size,
+        "masking_space": masking_space,
+        "mean": mean,
+        "std": std,
+        "insertion_substrate": insertion_substrate,
+        "deletion_substrate": deletion_substrate,
+        "tolerance": tolerance,
+    }
+    protocol = Protocol.create(metrics=metrics if metrics is not None else DEFAULT_REPORT_METRICS, **options)
+    masks_protocol = protocol
+    if metrics is None:
+        masks_protocol = Protocol.create(metrics=DEFAULT_REPORT_METRICS + LOCALISATION_METRICS, **options)
+    explainers = {(m, p): _explainer(by_name[m], p, method_kwargs.get(m, {})) for m, p in pairs}
     loader = _as_loader(data, batch_size, limit)
-    rank, world = rank_and_world()
-    device = next(model.parameters()).device
-    local: list[tuple[int, dict[str, Any]]] = []
+    config = {
+        "methods": list(methods),
+        "poolings": list(poolings),
+        "targets": targets,
+        "step": step,
+        "metrics": list(metrics) if metrics is not None else None,
+        "masking_space": masking_space,
+        "insertion_substrate": describe(insertion_substrate),
+        "deletion_substrate": describe(deletion_substrate),
+        "tolerance": tolerance,
+        "p_adjustment": p_adjustment,
+    }
+    store = None
+    if resume is not None:
+        fingerprint = {
+            "config": config,
+            "protocols": [describe(vars(protocol)), describe(vars(masks_protocol))],
+            "method_kwargs": describe(method_kwargs),
+            "keep_examples": keep_examples,
+            "model": model_digest(model),
+            "batches": len(loader) if hasattr(loader, "__len__") else None,
+            "batch_size": getattr(loader, "batch_size", None),
+            "data": resume_key,
+        }
+        store = BatchStore(resume, fingerprint)
     started = time.perf_counter()
-    total = len(loader) if hasattr(loader, "__len__") else None
-    bar = tqdm(
-        shard_batches(loader, rank, world),
-        total=total,
+    evaluation = run_dataset(
+        model,
+        loader,
+        explainers,
+        protocol,
+        masks_protocol=masks_protocol,
+        switch=model.pooling_as,
+        target=targets,
+        keep=keep_examples,
+        curves="mean",
+        store=store,
+        progress=progress,
         desc="compare",
-        unit="batch",
-        disable=None if progress else True,
     )
-    seen = 0
-    for index, batch in bar:
-        unpacked = _unpack(batch)
-        if unpacked is None:
-            continue
-        images, labels, masks = unpacked
-        images, labels = images.to(device), labels.to(device)
-        record: dict[str, Any] = {"labels": labels.cpu().numpy(), "pred": {}, "prob": {}, "scores": {}, "maps": {}}
-        with torch.no_grad():
-            for pooling in poolings:
-                with model.pooling_as(pooling):
-                    probs = model(images).float().softmax(dim=1)
-                record["pred"][pooling] = probs.argmax(1).cpu().numpy()
-                record["prob"][pooling] = probs.max(1).values.cpu().numpy()
-        use_metrics = (
-            tuple(metrics)
-            if metrics is not None
-            else (DEFAULT_REPORT_METRICS + (LOCALISATION_METRICS if masks is not None else ()))
-        )
-        keep = max(0, keep_examples - index * images.shape[0]) if rank == 0 else 0
-        for method, pooling in pairs:
-            classes = labels if targets == "label" else torch.as_tensor(record["pred"][pooling], device=device)
-            maps = explain(
-                model,
-                images,
-                by_name[method],
-                pooling=pooling,
-                targets=classes.tolist(),
-                **method_kwargs.get(method, {}),
-            )
-            with model.pooling_as(pooling):
-                scores = evaluate(
-                    model,
-                    images,
-                    maps,
-                    classes,
-                    metrics=use_metrics,
-                    masks=masks,
-                    mean=mean,
-                    std=std,
-                    step=step,
-                    batch_size=eval_batch_size,
-                    return_curves=True,
-                )
-            record["scores"][(method, pooling)] = scores
-            if keep:
-                record["maps"][(method, pooling)] = maps[:keep]
-        if keep:
-            record["images"] = images[:keep].cpu()
-        local.append((index, record))
-        seen += images.shape[0]
-        bar.set_postfix(images=seen)
-    bar.close()
-    gathered = gather_in_order(local, world)
-    return ComparisonResult.from_batches(
-        [record for _, record in gathered],
+    return ComparisonResult(
         pairs=pairs,
-        poolings=tuple(poolings),
+        poolings=tuple(p for p in poolings if p in evaluation.poolings),
+        labels=evaluation.labels,
+        predictions=evaluation.predictions,
+        probabilities=evaluation.probabilities,
+        per_image=evaluation.scores,
+        mean_curves=evaluation.mean_curves,
+        curve_x=evaluation.curve_x,
+        examples=evaluation.examples,
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         class_names=list(class_names) if class_names is not None else None,
         confidence=confidence,
         seed=seed,
+        p_adjustment=p_adjustment,
+        alpha=alpha,
+        config=config,
         seconds=time.perf_counter() - started,
-        config={
-            "methods": list(methods),
-            "poolings": list(poolings),
-            "targets": targets,
-            "step": step,
-            "metrics": list(metrics) if metrics is not None else None,
-            "world_size": world,
+        runtime={
+            "world_size": evaluation.world_size,
+            "batches_computed": evaluation.batches_computed,
+            "batches_reused": evaluation.batches_reused,
         },
     )

@@ -27,22 +27,15 @@ if TYPE_CHECKING:
 
 __all__ = ["metric_bars"]
 
-# canonical key -> (display name, which direction is better or None)
-_METRICS = {
-    "ad": ("AD", "lower"),
-    "ag": ("AG", "higher"),
-    "ai": ("AI", "higher"),
-    "insertion": ("Insertion", "higher"),
-    "deletion": ("Deletion", "lower"),
-    "pointing_game": ("Pointing game", "higher"),
-    "energy_pointing_game": ("Energy pointing game", "higher"),
-    "sparsity": ("Sparsity", "higher"),
-    "complexity": ("Complexity", "lower"),
-    "road": ("ROAD", "higher"),
-    "road_morf": ("ROAD MoRF", "lower"),
-    "road_lerf": ("ROAD LeRF", "higher"),
-    "accuracy": ("Accuracy", "higher"),
-}
+
+def _registry() -> dict[str, tuple[str, str]]:
+    """canonical key -> (display name, which direction is better), from the metric registry."""
+    # imported here: the registry's package loads torch, and importing xai_pool.viz must not
+    from ..metrics.registry import ACCURACY, METRICS
+
+    return {m.key: (m.label, m.direction) for m in (*METRICS.values(), ACCURACY)}
+
+
 _ALIASES = {
     "i": "insertion",
     "ins": "insertion",
@@ -278,7 +271,8 @@ def _metric_key(metric: Any) -> str:
 def _select_metrics(table, metrics) -> list[str]:
     present = list(dict.fromkeys(m for cell in table.values() for m in cell))
     if metrics is None:
-        return [m for m in _METRICS if m in present] + [m for m in present if m not in _METRICS]
+        known = _registry()
+        return [m for m in known if m in present] + [m for m in present if m not in known]
     if isinstance(metrics, str):
         metrics = [metrics]
     return _select(present, metrics, "metric", _metric_key)
@@ -295,7 +289,7 @@ def _select(present: list[str], wanted, what: str, canon) -> list[str]:
 
 
 def _metric_title(metric: str) -> str:
-    name, better = _METRICS.get(metric, (metric, None))
+    name, better = _registry().get(metric, (metric, None))
     return f"{name} ({better} is better)" if better else name
 
 
