@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from .layout import LAYOUTS, Layout, TapLayout
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from .profile import ModelProfile, PoolSite, ProfileError, Tap, resolve_preprocessing, resolve_profile, with_preprocessing
+from .profile import (
+    ModelProfile,
+    PoolSite,
+    ProfileError,
+    Tap,
+    resolve_preprocessing,
+    resolve_profile,
+    with_preprocessing,
+)
 from .spec import StreamSpec, resolve_module
 
 __all__ = [

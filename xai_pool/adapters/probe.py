@@ -201,7 +201,7 @@ def layout_from_shapes(
         exact_b = {g for g in grids_b if size_b[0] % g[0] == 0 and size_b[1] % g[0] == 0}
         candidates = [g for g in _token_grids(int(shape_a[1]), size_a) if g in grids_b]
         for reduction, prefix in sorted(candidates, key=lambda g: g not in exact_b):
-                return TapLayout("tokens", int(shape_a[2]), prefix_tokens=prefix, reduction=reduction)
+            return TapLayout("tokens", int(shape_a[2]), prefix_tokens=prefix, reduction=reduction)
     return None
 
 

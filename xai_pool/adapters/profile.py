@@ -40,7 +40,15 @@ from .preprocessing import Preprocessing, from_timm, from_torchvision_weights, i
 from .probe import Recording, layout_from_one_shape, record_calls, select_output
 from .spec import StreamSpec, resolve_module
 
-__all__ = ["ModelProfile", "Tap", "PoolSite", "resolve_profile", "resolve_preprocessing", "ProfileError", "with_preprocessing"]
+__all__ = [
+    "ModelProfile",
+    "Tap",
+    "PoolSite",
+    "resolve_profile",
+    "resolve_preprocessing",
+    "ProfileError",
+    "with_preprocessing",
+]
 
 PoolKind = Literal["module", "head_input"]
 _DEFAULT_PROBE = 64
@@ -485,6 +493,7 @@ def _check_order(
             f"{pool.layout.describe()}, a change in one corner of the image does not appear in that corner): "
             "attention maps over it would be meaningless; if the layout is wrong, pass spec=StreamSpec(..., layouts=)"
         )
+
     def ordered(tap: Tap) -> bool:
         clean = tap.select(recording.first(tap.path).output)
         return follows_image(clean, [tap.select(v) for v in changed[tap.path]], tap.layout, size)

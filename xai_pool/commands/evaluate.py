@@ -14,6 +14,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from ._model import add_model_arguments, check_model_arguments, load_model, run_metadata
+
 __all__ = ["register", "run", "spread_indices"]
 
 
@@ -46,8 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--arch", required=True, help="torchvision or timm classifier name, or shapes_resnet")
-    parser.add_argument("--weights", type=Path, metavar="PATH", help="local state-dict file of the classifier")
+    add_model_arguments(parser)
     parser.add_argument(
         "--stream", required=True, type=Path, metavar="CKPT", help="stream checkpoint (best.pt or last.pt)"
     )
@@ -79,7 +80,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="evaluate N images spread evenly over the (class-sorted) folder, so every class is represented",
     )
-    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (per process)")
     parser.add_argument("--eval-batch-size", type=int, default=128, help="perturbed images per forward pass")
     parser.add_argument("--step", type=int, default=None, help="insertion/deletion pixels per step (default one row)")
@@ -157,10 +157,11 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str], list[st
         raise ValueError(f"--metrics {', '.join(needs_masks)} need object masks: give them with --masks DIR")
     if args.masks is not None and not args.masks.is_dir():
         raise FileNotFoundError(f"--masks {str(args.masks)!r} does not exist or is not a folder")
-    for name in ("limit", "step", "batch_size", "eval_batch_size", "image_size"):
+    for name in ("limit", "step", "batch_size", "eval_batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    check_model_arguments(args)
     if args.keep_examples < 0 or args.workers < 0:
         raise ValueError("--keep-examples and --workers must be >= 0")
     if not args.tolerance >= 0:
@@ -205,7 +206,7 @@ class MaskedFolder:
         return item[0], item[1], mask[0] * self.std + self.mean > 0.5
 
 
-def _data_key(dataset: object, indices: list[int] | None, image_size: int, mean: object, std: object) -> dict:
+def _data_key(dataset: object, indices: list[int] | None, preprocessing: object) -> dict:
     """What identifies the evaluated images, for resuming: their files (path, size, mtime) and transform."""
     digest = hashlib.sha256()
     samples = dataset.samples
@@ -216,7 +217,7 @@ def _data_key(dataset: object, indices: list[int] | None, image_size: int, mean:
         if isinstance(dataset, MaskedFolder):
             mask = os.stat(dataset.paths[i])
             digest.update(f"{dataset.paths[i]}\0{mask.st_size}\0{mask.st_mtime_ns}\n".encode())
-    return {"files": digest.hexdigest(), "image_size": image_size, "mean": list(mean), "std": list(std)}
+    return {"files": digest.hexdigest(), "preprocessing": preprocessing.to_dict()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,8 +228,8 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from .. import attach_stream, load_stream
-    from ..classifiers import IMAGENET_MEAN, IMAGENET_STD, build_classifier
-    from ..imageio import SafeImageFolder, imagenet_transform, skip_none_collate
+    from ..adapters import with_preprocessing
+    from ..imageio import SafeImageFolder, skip_none_collate
     from ..metrics import named_substrate
     from ..report import compare
     from ..train.distributed import cleanup, env_world, resolve_device, setup
@@ -237,17 +238,14 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, local_rank)
     info = setup(device)
     try:
-        # --- dataset transform and normalisation (to be replaced by the model profile) ---
+        # Preprocessing: the model's own (its profile), with the command line's overrides.
+        loaded = load_model(args, device)
+        preprocessing = loaded.preprocessing
+        mean, std = preprocessing.mean, preprocessing.std
         root = args.data / "val" if (args.data / "val").is_dir() else args.data
-        mean, std = (None, None) if args.arch == "shapes_resnet" else (IMAGENET_MEAN, IMAGENET_STD)
-        if args.arch == "shapes_resnet":
-            from ..data import SHAPES_MEAN, SHAPES_STD
-
-            mean, std = SHAPES_MEAN, SHAPES_STD
-        transform = imagenet_transform(False, args.image_size, mean, std)
+        transform = preprocessing.eval_transform()
         dataset = SafeImageFolder(root, transform=transform)
-        # ---------------------------------------------------------------------------------
-        model = attach_stream(build_classifier(args.arch, args.weights).to(device))
+        model = attach_stream(loaded.classifier, profile=with_preprocessing(loaded.profile, preprocessing))
         if len(dataset.classes) != model.num_classes:
             raise ValueError(
                 f"{root} has {len(dataset.classes)} class folders but the classifier has "
@@ -259,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         if args.masks is not None:
             dataset = MaskedFolder(dataset, root, args.masks, transform, mean, std)
         indices = spread_indices(len(dataset), args.limit) if args.limit is not None else None
-        resume_key = _data_key(dataset, indices, args.image_size, mean, std)
+        resume_key = _data_key(dataset, indices, preprocessing)
         if indices is not None:
             dataset = torch.utils.data.Subset(dataset, indices)
         loader = DataLoader(
@@ -294,8 +292,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if info.is_main:
             run_info = {
-                "command": "evaluate",
-                "arch": args.arch,
+                **run_metadata(args, loaded, "evaluate"),
                 "data": str(args.data),
                 "stream": str(args.stream),
                 "device": str(device),
