@@ -35,9 +35,10 @@ from functools import partial
 
 import numpy as np
 import pytest
+import quantus
 import torch
-from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange, DropInConfidence
-from pytorch_grad_cam.metrics.cam_mult_image import IncreaseInConfidence
+import torchcam.metrics as torchcam_metrics
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
@@ -45,9 +46,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from xai_pool.metrics import evaluate, rise_blur
 
 from .conftest import TinyCNN
-
-torchcam_metrics = pytest.importorskip("torchcam.metrics")
-quantus = pytest.importorskip("quantus")
 
 SIDE = 16
 PIXELS = SIDE * SIDE
