@@ -53,7 +53,7 @@ def test_notebook_is_canonical_percent_format_python(path: Path) -> None:
     assert kernelspec.get("name") == KERNEL, f"{path.name}: kernelspec is {kernelspec!r}, expected name {KERNEL!r}"
     assert jupytext.writes(nb, FORMAT) == text, (
         f"{path.name} is not in jupytext's canonical percent format, so saving it from Jupyter would rewrite it: "
-        f"run `jupytext --to py:percent --update {path.relative_to(ROOT)}`"
+        f"run `jupytext --to py:percent {path.relative_to(ROOT)}`"
     )
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code and sum(cell.cell_type == "markdown" for cell in nb.cells) >= 3, "a tutorial is code with prose"
