@@ -38,9 +38,13 @@ def test_png_and_svg_are_valid(tmp_path: Path, fig: Figure) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["curve.SVG", "curve.png", "sub"]  # no temp files
 
 
-def test_image_grid_saves(tmp_path: Path) -> None:
-    grid = side_by_side(np.random.rand(1, 8, 8, 3), raw_attention=np.random.rand(1, 2, 2))
-    assert save_figure(grid, tmp_path / "grid.png").read_bytes().startswith(PNG_SIGNATURE)
+def test_image_grid_png_has_the_figure_pixel_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    grid = side_by_side(np.random.rand(1, 8, 8, 3), raw_attention=np.random.rand(1, 2, 2), colorbar=False)
+    width, height = (grid.get_size_inches() * 150).round().astype(int)  # save_figure: dpi=150
+    with Image.open(save_figure(grid, tmp_path / "grid.png", dpi=150)) as png:
+        assert png.format == "PNG" and png.size == (width, height)
 
 
 def test_file_gets_normal_permissions(tmp_path: Path, fig: Figure) -> None:

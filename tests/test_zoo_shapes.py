@@ -8,8 +8,7 @@ import torch
 import xai_pool
 from xai_pool import attach_stream
 from xai_pool.data import ShapesScenes
-from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, shapes_resnet, train_gap_classifier
-from xai_pool.zoo import shapes_net
+from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, shapes_net, shapes_resnet, train_gap_classifier
 
 
 @pytest.fixture(scope="module")
