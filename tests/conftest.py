@@ -38,6 +38,15 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture
+def no_pyplot_figures_left():
+    """Fail a test that leaves a figure open in pyplot (a memory leak in loops, a stray plot in notebooks)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
+
+
 TINY_SPEC = StreamSpec(taps=("stem", "stage1"), pool="pool", target_layer="stage2", family="tiny")
 
 

@@ -16,12 +16,8 @@ from xai_pool.viz._style import COLORMAP_JET
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(autouse=True)
-def _no_open_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []
+# xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 def _image(h: int = 12, w: int = 16) -> np.ndarray:

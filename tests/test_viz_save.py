@@ -16,12 +16,8 @@ from xai_pool.viz import insertion_deletion_curves, save_figure, side_by_side
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_open_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []
+# xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 @pytest.fixture
