@@ -93,10 +93,14 @@ def test_float64_stream_equals_a_float64_hand_computation() -> None:
     torch.testing.assert_close(pooled, q, rtol=0, atol=1e-12)
 
 
-def test_softmax_of_half_precision_logits_is_float32() -> None:
+def test_softmax_of_half_precision_logits_is_taken_in_float32() -> None:
+    torch.manual_seed(0)
     block = CABlock(4, 4).to(torch.float16)
-    _, attention, _ = block(torch.ones(1, 4, dtype=torch.float16), torch.randn(1, 4, 2, 2).half())
+    query, features = torch.ones(1, 4, dtype=torch.float16), torch.randn(1, 4, 2, 2).half()
+    _, attention, _ = block(query, features)
     assert attention.dtype == torch.float32
+    expected = block.attention_logits(query, features).float().softmax(dim=-1)
+    torch.testing.assert_close(attention.flatten(1), expected.flatten(1), rtol=0, atol=0)
 
 
 def test_linears_are_xavier_uniform_with_pytorch_default_biases() -> None:
