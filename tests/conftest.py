@@ -47,6 +47,15 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture
+def no_pyplot_figures_left():
+    """Fail a test that leaves a figure open in pyplot (a memory leak in loops, a stray plot in notebooks)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
+
+
 TINY_SPEC = StreamSpec(taps=("stem", "stage1"), pool="pool", target_layer="stage2", family="tiny")
 
 
@@ -73,3 +82,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def model_state(model: nn.Module) -> dict:
+    """Everything a saliency call could change on ``model``, as comparable values.
+
+    Pooling mode, every module's train/eval flag, the module tree, every parameter's
+    ``requires_grad`` and ``.grad`` (the very tensor, and its values), every parameter and
+    buffer value, and the number of hooks. Compare two snapshots with :func:`assert_same_state`.
+    """
+    from xai_pool.saliency import count_hooks  # pytorch-grad-cam: imported only by the tests that need it
+
+    return {
+        "pooling": getattr(model, "pooling", None),
+        "training": [m.training for m in model.modules()],
+        "tree": [(name, id(m)) for name, m in model.named_modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grad_ids": [None if p.grad is None else id(p.grad) for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()],
+        "tensors": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "hooks": count_hooks(model),
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    """Assert two :func:`model_state` snapshots are equal, tensors bit for bit."""
+    for key in ("pooling", "training", "tree", "requires_grad", "grad_ids", "hooks"):
+        assert after[key] == before[key], f"{key} changed"
+    for b, a in zip(before["grads"], after["grads"]):
+        assert (a is None and b is None) or torch.equal(a, b), ".grad values changed"
+    assert before["tensors"].keys() == after["tensors"].keys()
+    changed = [k for k, v in before["tensors"].items() if not torch.equal(v, after["tensors"][k])]
+    assert not changed, f"parameters or buffers changed: {changed}"

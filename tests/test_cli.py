@@ -5,16 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from xai_pool import __version__
 from xai_pool.cli import main
 
 
 def test_version_and_help(capsys) -> None:
-    try:
+    with pytest.raises(SystemExit) as exit_info:  # argparse's version action exits with 0
         main(["--version"])
-    except SystemExit as exc:
-        assert exc.code == 0
-    assert __version__ in capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xai-pool {__version__}"
     assert main([]) == 0
     assert "commands" in capsys.readouterr().out
 

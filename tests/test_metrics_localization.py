@@ -99,3 +99,42 @@ def test_constant_map_scores_zero():
     )
     assert out["pointing_game"].tolist() == [0.0]
     assert out["energy_pointing_game"].tolist() == [0.0]
+
+
+def test_pointing_game_fraction_of_tied_maxima_inside():
+    from xai_pool.metrics.localization import pointing_game
+
+    s = torch.zeros(1, 8, 8, dtype=torch.float64)
+    for y, x in ((0, 0), (5, 5), (6, 6), (7, 5)):  # four tied maxima, the first in raster order outside
+        s[0, y, x] = 1.0
+    mask = box(5, 8, 5, 8)[None]
+    none = torch.zeros(1, dtype=torch.bool)
+    assert pointing_game(s, mask, none).tolist() == [0.0]
+    assert pointing_game(s, mask, none, ties="fraction").tolist() == [75.0]
+    # (0, 0) is sqrt(50) from (5, 5): inside the tolerance every maximum hits
+    assert pointing_game(s, mask, none, tolerance=7.1, ties="fraction").tolist() == [100.0]
+    assert pointing_game(s, mask, torch.ones(1, dtype=torch.bool), ties="fraction").tolist() == [0.0]  # constant
+    with pytest.raises(ValueError, match="ties must be one of"):
+        pointing_game(s, mask, none, ties="any")
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 1.0, 1.5, 2.9, 15.0])
+def test_pointing_game_tolerance_equals_brute_force_distances(tolerance: float):
+    from xai_pool.metrics.localization import pointing_game
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.floor(torch.rand(16, 9, 11, generator=g, dtype=torch.float64) * 6)  # many ties
+    masks = torch.rand(16, 9, 11, generator=g) > 0.8
+    masks[0] = False  # an empty mask: always a miss
+    ys, xs = torch.meshgrid(torch.arange(9.0), torch.arange(11.0), indexing="ij")
+    expected_first, expected_fraction = [], []
+    for s, m in zip(scores, masks):
+        inside = torch.stack([ys[m], xs[m]], dim=1)  # (k, 2)
+        maximal = torch.nonzero(s == s.max()).double()  # raster order
+        hits = [bool(len(inside)) and bool((((inside - p) ** 2).sum(1) <= tolerance**2).any()) for p in maximal]
+        expected_first.append(100.0 * hits[0])
+        expected_fraction.append(100.0 * sum(hits) / len(hits))
+    none = torch.zeros(16, dtype=torch.bool)
+    assert pointing_game(scores, masks, none, tolerance).tolist() == expected_first
+    np.testing.assert_allclose(pointing_game(scores, masks, none, tolerance, ties="fraction"), expected_fraction)
+    assert 0 < np.mean(expected_first) < 100  # hits and misses both occur

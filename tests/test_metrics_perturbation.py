@@ -123,12 +123,17 @@ def test_rise_blur_kernel():
     assert float(flat[0, 0, 0, 0]) < 0.5
 
 
-def test_curve_has_one_point_per_step_plus_one():
-    x = torch.rand(2, 1, 5, 7) * 0.5 + 0.25
-    out = evaluate(MeanProb(), x, torch.rand(2, 5, 7), metrics=("deletion",), return_curves=True)
-    assert out["deletion_curve"].shape == (2, 5 + 1)  # default step: one row of 7 pixels
-    out = evaluate(MeanProb(), x, torch.rand(2, 5, 7), metrics=("deletion",), step=3, return_curves=True)
-    assert out["deletion_curve"].shape == (2, 12 + 1)  # ceil(35 / 3) = 12
+@pytest.mark.parametrize(("step", "points"), [(None, 5 + 1), (3, 12 + 1)])  # default: one row of 7 pixels
+def test_deletion_curve_point_by_point(step, points):
+    # point k shows x with its min(k step, 35) top-ranked pixels set to 0; MeanProb reads its mean
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 5, 7, generator=g, dtype=torch.float64) * 0.5 + 0.25
+    maps = torch.rand(2, 5, 7, generator=g)
+    out = evaluate(MeanProb(), x, maps, labels=[0, 0], metrics=("deletion",), step=step, return_curves=True)
+    ranks = torch.argsort(torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True), dim=1).view(2, 5, 7)
+    counts = [min(k * (step or 7), 35) for k in range(points)]
+    expected = [[float(torch.where(ranks[i] < m, 0.0, x[i, 0]).mean()) for m in counts] for i in range(2)]
+    np.testing.assert_allclose(out["deletion_curve"], expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -1,29 +1,32 @@
-"""The tutorial notebooks: stored without outputs, in sync with their generator, and runnable.
+"""The tutorial notebooks: plain-text jupytext scripts, canonical, and runnable in a real kernel.
 
-Every ``notebooks/*.ipynb`` is picked up by glob. The fast tests check how the files are
-stored; the slow test executes each notebook top to bottom in a real Jupyter kernel
-(``python3``, the Python running pytest) with the notebooks folder as working directory.
+Every ``notebooks/*.py`` is a notebook in jupytext's percent format (cells start with
+``# %%``); no ``.ipynb`` is stored, jupytext builds it (``jupytext --to ipynb``, or Jupyter
+opens the ``.py`` directly with jupytext installed). The fast tests check how the files are
+stored; the slow test builds each notebook with jupytext and executes it top to bottom in a
+real Jupyter kernel (``python3``, the Python running pytest) with the notebooks folder as
+working directory, then checks that figures were rendered as images.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import re
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
+import jupytext
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
-GENERATOR = ROOT / "scripts" / "build_notebooks.py"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.py"))
 CELL_TIMEOUT_S = 600
 KERNEL = "python3"
+FORMAT = "py:percent"
 _PROBE_MARK = "XAI_POOL_KERNEL_PROBE "
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes of IPython tracebacks
 
@@ -32,50 +35,33 @@ def _name(path: Path) -> str:
     return path.name
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_notebooks", GENERATOR)
-    assert spec is not None and spec.loader is not None, f"cannot import {GENERATOR}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_tutorial_notebooks_exist() -> None:
+def test_the_tutorial_notebooks_exist_as_text_only() -> None:
     names = {path.name for path in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "02_gap_vs_ca_report.ipynb"} <= names, f"found only {sorted(names)}"
+    assert {"01_quickstart.py", "02_gap_vs_ca_report.py", "03_real_photos.py"} <= names, f"found {sorted(names)}"
+    stored = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
+    # a built .ipynb may lie here (git ignores it), but it must not be the only copy of a notebook
+    orphans = [name for name in stored if not (NOTEBOOK_DIR / name).with_suffix(".py").is_file()]
+    assert not orphans, f"{orphans} have no .py source: convert them with `jupytext --to py:percent`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
-def test_notebook_is_stored_without_outputs(path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
+def test_notebook_is_canonical_percent_format_python(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    nb = jupytext.reads(text, FORMAT)
     nbformat.validate(nb)
     kernelspec = nb.metadata.get("kernelspec", {})
     assert kernelspec.get("name") == KERNEL, f"{path.name}: kernelspec is {kernelspec!r}, expected name {KERNEL!r}"
-    dirty = [
-        f"cell {index} ({len(cell.outputs)} outputs, execution_count {cell.execution_count})"
-        for index, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
-    ]
-    assert not dirty, (
-        f"{path.name} is stored with outputs: {', '.join(dirty)}. Regenerate it with "
-        "`python scripts/build_notebooks.py` (or `jupyter nbconvert --clear-output --inplace`)."
+    assert jupytext.writes(nb, FORMAT) == text, (
+        f"{path.name} is not in jupytext's canonical percent format, so saving it from Jupyter would rewrite it: "
+        f"run `jupytext --to py:percent {path.relative_to(ROOT)}`"
     )
-
-
-def test_stored_notebooks_match_their_generator() -> None:
-    generator = _generator()
-    assert generator.NOTEBOOKS, "scripts/build_notebooks.py registers no notebook"
-    for name in generator.NOTEBOOKS:
-        path = NOTEBOOK_DIR / name
-        assert path.is_file(), f"{name} is registered in {GENERATOR.name} but missing; run python {GENERATOR}"
-        assert path.read_text(encoding="utf-8") == generator.render(name), (
-            f"{name} differs from what {GENERATOR.name} writes: edit the generator, not the notebook, "
-            f"then run `python scripts/build_notebooks.py`"
-        )
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code and sum(cell.cell_type == "markdown" for cell in nb.cells) >= 3, "a tutorial is code with prose"
+    ast.parse(text, filename=str(path))  # magics are comments in this format: the file is plain Python
 
 
 def _files_under(folder: Path) -> set[str]:
-    # Notebooks themselves are left out: someone may add or save one while the tests run.
+    # Built .ipynb files are left out: someone may build or save one while the tests run.
     return {
         str(p.relative_to(folder))
         for p in folder.rglob("*")
@@ -83,15 +69,45 @@ def _files_under(folder: Path) -> set[str]:
     }
 
 
-def _figures_shown_as_text(nb: nbformat.NotebookNode) -> list[int]:
-    """Cells that displayed a matplotlib Figure as its text repr instead of an image."""
-    bad = []
+_FIGURE_EXPRESSION = re.compile(
+    r"^(fig|figures\[.*\]|.*\b(Figure|side_by_side|attention_grid|metric_bars|insertion_deletion_curves)\(.*)$",
+    re.DOTALL,
+)
+
+
+def _cells_ending_with_a_figure(nb: nbformat.NotebookNode) -> list[int]:
+    """Code cells whose last statement is a figure expression, which Jupyter displays."""
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%"))
+        body = ast.parse(source).body
+        if body and isinstance(body[-1], ast.Expr) and _FIGURE_EXPRESSION.match(ast.unparse(body[-1].value)):
+            cells.append(index)
+    return cells
+
+
+def _figures(nb: nbformat.NotebookNode) -> tuple[list[int], list[int]]:
+    """Cells that displayed a PNG image, and cells that displayed a Figure as its text repr instead."""
+    images, as_text = [], []
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if str(data.get("text/plain", "")).startswith("<Figure size") and "image/png" not in data:
-                bad.append(index)
-    return bad
+            if "image/png" in data:
+                images.append(index)
+            elif str(data.get("text/plain", "")).startswith("<Figure size"):
+                as_text.append(index)
+    return images, as_text
+
+
+def _stderr(nb: nbformat.NotebookNode) -> str:
+    return "".join(
+        output.get("text", "")
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream" and output.get("name") == "stderr"
+    )
 
 
 @pytest.mark.slow
@@ -100,7 +116,8 @@ def test_notebook_runs_top_to_bottom(path: Path) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = nbformat.read(path, as_version=4)
+    nb = jupytext.read(path, fmt=FORMAT)
+    figure_cells = _cells_ending_with_a_figure(nb)
     # A first cell (in memory only) reports which Python the kernel runs.
     report = "json.dumps({'executable': sys.executable, 'prefix': sys.prefix})"
     probe = f"import json, sys\nprint({_PROBE_MARK!r} + {report})"
@@ -127,10 +144,15 @@ def test_notebook_runs_top_to_bottom(path: Path) -> None:
         f"the {KERNEL!r} kernel runs {kernel['executable']} (prefix {kernel['prefix']}), not the Python "
         f"running pytest ({sys.executable}, prefix {sys.prefix}): the notebook tested another installation"
     )
-    shown_as_text = [index - 1 for index in _figures_shown_as_text(nb)]  # index in the stored notebook
+    images, as_text = _figures(nb)
+    images = [index - 1 for index in images]  # index in the notebook file, without the probe cell
+    shown_as_text = [index - 1 for index in as_text]
     assert not shown_as_text, (
         f"{path.name}: cells {shown_as_text} displayed a figure as '<Figure size ...>' text, not an image; "
         "xai_pool.viz figures are not pyplot figures: run `%matplotlib inline` first"
     )
+    missing = [index for index in figure_cells if index not in images]
+    assert images and not missing, f"{path.name}: cells {missing} build a Figure but displayed no PNG image"
+    assert "IProgress not found" not in _stderr(nb), "tqdm.auto found no ipywidgets: progress bars fell back to text"
     written = _files_under(NOTEBOOK_DIR) - before
     assert not written, f"{path.name} wrote into the repository: {sorted(written)}; write to tempfile.mkdtemp()"

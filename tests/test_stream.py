@@ -74,6 +74,52 @@ def test_softmax_is_safe_in_half_precision() -> None:
     assert attention.flatten()[0] == pytest.approx(1.0)
 
 
+def test_float64_stream_equals_a_float64_hand_computation() -> None:
+    # the softmax is promoted to at least float32: a float64 model stays float64 end to end
+    torch.manual_seed(0)
+    stream = CAStream(StreamConfig(widths=(6, 4), out_dim=3)).double()
+    features = [torch.randn(2, 6, 5, 4, dtype=torch.float64), torch.randn(2, 4, 3, 3, dtype=torch.float64)]
+    pooled, attentions = stream(features)
+    q = stream.query.expand(2, -1)
+    for block, feature, attention in zip(stream.blocks, features, attentions):
+        tokens = feature.flatten(2).transpose(1, 2)  # (B, p, d)
+        logits = (tokens @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(block.dim)
+        a = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+        a = a / a.sum(dim=1, keepdim=True)
+        assert attention.dtype == torch.float64
+        torch.testing.assert_close(attention.flatten(1), a, rtol=0, atol=1e-12)
+        q = (a.unsqueeze(1) @ tokens).squeeze(1) @ block.proj.weight.T + block.proj.bias
+    assert pooled.dtype == torch.float64
+    torch.testing.assert_close(pooled, q, rtol=0, atol=1e-12)
+
+
+def test_softmax_of_half_precision_logits_is_taken_in_float32() -> None:
+    torch.manual_seed(0)
+    block = CABlock(4, 4).to(torch.float16)
+    query, features = torch.ones(1, 4, dtype=torch.float16), torch.randn(1, 4, 2, 2).half()
+    _, attention, _ = block(query, features)
+    assert attention.dtype == torch.float32
+    expected = block.attention_logits(query, features).float().softmax(dim=-1)
+    torch.testing.assert_close(attention.flatten(1), expected.flatten(1), rtol=0, atol=0)
+
+
+def test_linears_are_xavier_uniform_with_pytorch_default_biases() -> None:
+    # The authors' block: nn.Linear's default bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), xavier weights.
+    torch.manual_seed(0)
+    block = CABlock(1024, 256, project_kv=True)
+    for linear in (block.key, block.value, block.proj):
+        fan_out, fan_in = linear.weight.shape
+        xavier = math.sqrt(6 / (fan_in + fan_out))
+        assert linear.weight.abs().max() <= xavier and linear.weight.abs().max() > 0.99 * xavier
+        assert linear.weight.std().item() == pytest.approx(xavier / math.sqrt(3), rel=0.02)
+        bound = 1 / math.sqrt(fan_in)
+        assert linear.bias.abs().max() <= bound and linear.bias.abs().max() > 0.95 * bound
+        assert linear.bias.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
+    biases = [linear.bias.clone() for linear in (block.key, block.value, block.proj)]
+    block.reset_parameters()  # a re-initialisation redraws the biases too (randomisation sanity check)
+    assert not any(torch.equal(b, linear.bias) for b, linear in zip(biases, (block.key, block.value, block.proj)))
+
+
 def test_initial_query_is_drawn_from_n11() -> None:
     torch.manual_seed(0)
     stream = CAStream(StreamConfig(widths=(4096,), out_dim=4))

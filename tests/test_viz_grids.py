@@ -13,12 +13,8 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 NAMES = ("circle", "square", "star")
 
 
-@pytest.fixture(autouse=True)
-def _no_open_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []
+# xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 def _maps(b: int, h: int = 4, w: int = 4, seed: int = 0) -> np.ndarray:

@@ -12,12 +12,8 @@ from matplotlib.figure import Figure
 from xai_pool.viz import insertion_deletion_curves, metric_bars
 
 
-@pytest.fixture(autouse=True)
-def _no_open_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []
+# xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 def _legend(fig: Figure) -> list[str]:

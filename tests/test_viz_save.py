@@ -16,12 +16,8 @@ from xai_pool.viz import insertion_deletion_curves, save_figure, side_by_side
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_open_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    assert plt.get_fignums() == []
+# xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 @pytest.fixture
@@ -38,9 +34,13 @@ def test_png_and_svg_are_valid(tmp_path: Path, fig: Figure) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["curve.SVG", "curve.png", "sub"]  # no temp files
 
 
-def test_image_grid_saves(tmp_path: Path) -> None:
-    grid = side_by_side(np.random.rand(1, 8, 8, 3), raw_attention=np.random.rand(1, 2, 2))
-    assert save_figure(grid, tmp_path / "grid.png").read_bytes().startswith(PNG_SIGNATURE)
+def test_image_grid_png_has_the_figure_pixel_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    grid = side_by_side(np.random.rand(1, 8, 8, 3), raw_attention=np.random.rand(1, 2, 2), colorbar=False)
+    width, height = (grid.get_size_inches() * 150).round().astype(int)  # save_figure: dpi=150
+    with Image.open(save_figure(grid, tmp_path / "grid.png", dpi=150)) as png:
+        assert png.format == "PNG" and png.size == (width, height)
 
 
 def test_file_gets_normal_permissions(tmp_path: Path, fig: Figure) -> None:

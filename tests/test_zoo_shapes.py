@@ -8,8 +8,7 @@ import torch
 import xai_pool
 from xai_pool import attach_stream
 from xai_pool.data import ShapesScenes
-from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, shapes_resnet, train_gap_classifier
-from xai_pool.zoo import shapes_net
+from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, shapes_net, shapes_resnet, train_gap_classifier
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +31,19 @@ def test_shipped_weights_are_small_and_load_strictly(shipped: ShapesResNet) -> N
     assert all(p.dtype == torch.float32 for p in shipped.parameters())
 
 
-def test_shipped_weights_reach_90_percent_test_accuracy(shipped: ShapesResNet, test_tensors) -> None:
+# The weights and the scenes are deterministic, and the smallest top-1 margin over these
+# scenes is 0.075 logits, far above float rounding: the counts are exact known answers.
+def test_shipped_weights_classify_494_of_the_first_500_test_scenes(shipped: ShapesResNet, test_tensors) -> None:
     images, labels, _ = test_tensors
     _, accuracy = evaluate_accuracy(shipped, (images, labels))
-    assert accuracy >= 0.90, f"measured test accuracy {accuracy:.3f} on 500 images"
+    assert round(accuracy * 500) == 494, f"measured test accuracy {accuracy:.4f} on 500 images"
 
 
-def test_final_feature_map_keeps_spatial_detail(shipped: ShapesResNet) -> None:
-    features = shipped.forward_features(torch.zeros(1, 3, 64, 64))
-    assert features.shape == (1, 128, 8, 8)  # >= 6x6 so saliency maps have spatial detail
+@pytest.mark.slow
+def test_shipped_weights_reach_the_documented_99_3_percent_on_2000_test_scenes(shipped: ShapesResNet) -> None:
+    images, labels, _ = ShapesScenes("test", n=2000).tensors()  # README: "99.3% on 2000 test scenes"
+    _, accuracy = evaluate_accuracy(shipped, (images, labels))
+    assert round(accuracy * 2000) == 1986, f"measured test accuracy {accuracy:.4f} on 2000 images"
 
 
 def test_attach_stream_uses_the_declared_spec_and_gap_mode_is_exact(shipped: ShapesResNet, test_tensors) -> None:

@@ -49,11 +49,17 @@ class CABlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The authors' initialisation: xavier-uniform weights, zero biases."""
+        """The authors' initialisation: xavier-uniform weights, PyTorch's default biases.
+
+        The authors' block builds its Linears with PyTorch's default initialisation and then
+        re-initialises only the weights (xavier-uniform); the biases keep the default
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``. ``nn.Linear.reset_parameters`` redraws both, so
+        calling this method again (e.g. in the randomisation sanity check) also redraws the biases.
+        """
         for linear in (self.key, self.value, self.proj):
             if linear is not None:
+                linear.reset_parameters()
                 nn.init.xavier_uniform_(linear.weight)
-                nn.init.zeros_(linear.bias)
 
     def attention_logits(self, query: Tensor, features: Tensor) -> Tensor:
         """Attention logits ``F^T q / sqrt(d_head)`` of shape (B, heads, h*w) (eq. 5)."""
@@ -77,8 +83,9 @@ class CABlock(nn.Module):
         if dim != self.dim:
             raise ValueError(f"CABlock expects {self.dim} channels, got features of shape {tuple(features.shape)}")
         logits = self.attention_logits(query, features)
-        # Softmax in float32: under fp16/bf16 autocast exp() of large logits would overflow.
-        attention = logits.float().softmax(dim=-1)
+        # Softmax in at least float32: exp() of large fp16/bf16 logits would overflow, and a
+        # float64 model keeps float64 (float32 would cost it 9 digits).
+        attention = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=-1)
         values = self._tokens(features, self.value)  # (B, heads, p, dh)
         pooled = (attention.to(values.dtype).unsqueeze(-2) @ values).reshape(batch, dim)
         next_query = self.proj(pooled)

@@ -3,51 +3,89 @@
 Both compare the normalised map S (see :mod:`xai_pool.metrics.maps`) with a boolean object
 mask at the image resolution.
 
-- Pointing game: the point is the maximum of S; when several pixels share the maximum, the
-  first in raster order (the pixel ranked first by insertion/deletion, and what
-  ``argmax`` returns). Hit (100) when a mask pixel lies within ``tolerance`` pixels
-  (Euclidean distance) of the point, else 0. ``tolerance=0`` asks for the point itself to be
-  in the mask; Zhang et al. use 15 px at ImageNet scale.
+- Pointing game: the point is the maximum of S. A point hits when a mask pixel lies within
+  ``tolerance`` pixels (Euclidean distance) of it; ``tolerance=0`` asks for the point itself
+  to be in the mask (Zhang et al. use 15 px at ImageNet scale). When several pixels share
+  the maximum, ``ties`` decides:
+
+  - ``"first"`` (default): the first maximum in raster order (row by row, left to right;
+    the pixel ranked first by insertion/deletion, and what ``argmax`` returns) is the point:
+    100 for a hit, else 0;
+  - ``"fraction"``: every maximal pixel is a point and the score is 100 times the fraction
+    of them that hit (with one maximum, the same as ``"first"``).
+
+  Quantus's ``PointingGame`` counts a hit when ANY maximal pixel hits; neither rule here does,
+  so a map cannot score by being flat.
 - Energy-based pointing game: 100 sum(S mask) / sum(S).
 
-A constant map has no peak and no mass (S = 0): it scores 0 on both.
+A constant map has no peak and no mass (S = 0): it scores 0 on both, whatever ``ties`` is.
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-__all__ = ["energy_pointing_game", "pointing_game"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["POINTING_TIES", "energy_pointing_game", "pointing_game"]
+
+#: Tie rules of :func:`pointing_game`.
+POINTING_TIES: tuple[str, ...] = ("first", "fraction")
 
 
 def pointing_game(
-    scores: torch.Tensor, masks: torch.Tensor, constant: torch.Tensor, tolerance: float = 0.0
+    scores: torch.Tensor,
+    masks: torch.Tensor,
+    constant: torch.Tensor,
+    tolerance: float = 0.0,
+    *,
+    ties: str = "first",
 ) -> torch.Tensor:
-    """Per-image pointing game hit, in percent.
+    """Per-image pointing game, in percent.
 
     Args:
-        scores: (B, H, W) maps (their argmax is the point; any monotone version of S works).
+        scores: (B, H, W) maps (their maximum is the point; any monotone version of S works).
         masks: (B, H, W) bool object masks.
         constant: (B,) bool, True for maps that count as a miss.
         tolerance: radius in pixels around the point.
+        ties: ``"first"`` (the first maximum in raster order is the point: 0 or 100) or
+            ``"fraction"`` (100 times the fraction of the maximal pixels that hit).
 
     Returns:
-        (B,) float64: 100 for a hit, 0 for a miss.
+        (B,) float64: 100 for a hit, 0 for a miss; with ``ties="fraction"`` any value in [0, 100].
 
     Raises:
-        ValueError: ``tolerance`` is negative.
+        ValueError: ``tolerance`` is negative or ``ties`` is unknown.
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0 pixels; got {tolerance}")
-    batch, height, width = scores.shape
-    point = scores.reshape(batch, -1).argmax(dim=1)
-    py = (point // width).view(-1, 1, 1)
-    px = (point % width).view(-1, 1, 1)
-    ys = torch.arange(height, device=scores.device).view(1, -1, 1)
-    xs = torch.arange(width, device=scores.device).view(1, 1, -1)
-    near = (ys - py) ** 2 + (xs - px) ** 2 <= tolerance**2
-    hit = (near & masks.to(scores.device)).flatten(1).any(dim=1) & ~constant.to(scores.device)
-    return 100 * hit.to(torch.float64)
+    if ties not in POINTING_TIES:
+        raise ValueError(
+            f"ties must be one of {POINTING_TIES} (the pointing game's rule for tied maxima); got {ties!r}"
+        )
+    batch = scores.shape[0]
+    # a point hits exactly when it lies in the mask dilated by a disc of radius `tolerance`
+    reach = _dilate(masks.to(scores.device), tolerance).flatten(1)
+    flat = scores.reshape(batch, -1)
+    if ties == "first":
+        hit = reach.gather(1, flat.argmax(dim=1, keepdim=True)).squeeze(1).to(torch.float64)
+    else:
+        maximal = flat == flat.amax(dim=1, keepdim=True)
+        hit = (maximal & reach).sum(dim=1).to(torch.float64) / maximal.sum(dim=1)
+    return 100 * torch.where(constant.to(scores.device), torch.zeros_like(hit), hit)
+
+
+def _dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
+    """Pixels within Euclidean distance ``radius`` of a mask pixel, (B, H, W) bool."""
+    if radius < 1:
+        return masks.bool()
+    r = math.floor(radius)
+    offsets = torch.arange(-r, r + 1, device=masks.device, dtype=torch.float64)
+    disc = (offsets.view(-1, 1) ** 2 + offsets.view(1, -1) ** 2 <= radius**2).to(torch.float64)
+    # counts of mask pixels under the disc; float64 sums of 0/1 are exact
+    counts = F.conv2d(masks.to(torch.float64).unsqueeze(1), disc[None, None], padding=r)
+    return counts.squeeze(1) > 0.5
 
 
 def energy_pointing_game(normalized: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
