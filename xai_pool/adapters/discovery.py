@@ -458,8 +458,8 @@ def _stage_taps(
                 version = getattr(earlier.output, "_version", 0) != earlier.version
                 fallbacks.append((producer.name, earlier_layout, version, output_index(earlier.output)))
         alternatives[named.name] = tuple(dict.fromkeys(fallbacks))
-    if taps and _shape_key(taps[-1][1], _unit_tensor(_output_of(recording, taps[-1][0]))) == pooled_key:
-        taps.pop()  # same shape as the pooled map: the same stage, read at the pooling
+    if len(taps) > 1 and _shape_key(taps[-1][1], _unit_tensor(_output_of(recording, taps[-1][0]))) == pooled_key:
+        taps.pop()  # same shape as the pooled map: the same stage, read at the pooling (the stem always stays)
     last_end = recording.first(taps[-1][0]).post if taps else -1
     return tuple(taps), last_end, alternatives
 

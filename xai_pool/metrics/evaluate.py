@@ -50,6 +50,7 @@ __all__ = [
     "ALL_METRICS",
     "DEFAULT_METRICS",
     "IMAGENET_MEAN",
+    "model_statistics",
     "IMAGENET_STD",
     "Protocol",
     "Shared",
@@ -196,6 +197,24 @@ def build_sources(images: torch.Tensor, protocol: Protocol) -> torch.Tensor | No
     return torch.stack(sources, dim=1)
 
 
+def model_statistics(model: nn.Module, mean: Any = None, std: Any = None) -> tuple[Any, Any]:
+    """``(mean, std)``: the ones given, else the model's own normalisation.
+
+    A :class:`~xai_pool.CAModel` knows its preprocessing (``model.preprocessing``); another
+    classifier's is resolved from its metadata (``xai_pool.adapters.resolve_preprocessing``:
+    declared, timm, torchvision, else ImageNet). Masking in pixel space undoes this
+    normalisation, so the wrong statistics would silently change every AD/AG/AI value.
+    """
+    if mean is not None and std is not None:
+        return mean, std
+    preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is None or not hasattr(preprocessing, "mean"):
+        from ..adapters import resolve_preprocessing
+
+        preprocessing = resolve_preprocessing(model)
+    return (preprocessing.mean if mean is None else mean), (preprocessing.std if std is None else std)
+
+
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
@@ -204,8 +223,8 @@ def evaluate(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     masks: torch.Tensor | np.ndarray | None = None,
-    mean: Sequence[float] | torch.Tensor = IMAGENET_MEAN,
-    std: Sequence[float] | torch.Tensor = IMAGENET_STD,
+    mean: Sequence[float] | torch.Tensor | None = None,
+    std: Sequence[float] | torch.Tensor | None = None,
     step: int | None = None,
     insertion_substrate: _perturbation.Substrate = None,
     deletion_substrate: _perturbation.Substrate = None,
@@ -247,8 +266,9 @@ def evaluate(
         metrics: names of the metrics to compute.
         masks: (B, H, W) object masks for the localisation metrics: bool, or numbers that
             are all 0 or 1.
-        mean: per-channel mean of the images' normalisation.
-        std: per-channel std of the images' normalisation.
+        mean: per-channel mean of the images' normalisation; default: the model's own
+            (its profile's preprocessing, see :func:`model_statistics`).
+        std: per-channel std of the images' normalisation; default: the model's own.
         step: pixels changed per insertion/deletion step; default W (one image row).
         insertion_substrate: start of the insertion curve: None (RISE blur of x), a number or
             tensor broadcastable to the images, or a callable images -> tensor; in the
@@ -286,6 +306,7 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    mean, std = model_statistics(model, mean, std)
     protocol = Protocol.create(
         metrics=metrics,
         step=step,

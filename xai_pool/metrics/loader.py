@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .driver import run_dataset
-from .evaluate import DEFAULT_METRICS, Protocol
+from .evaluate import DEFAULT_METRICS, Protocol, model_statistics
 
 __all__ = ["evaluate_loader"]
 
@@ -63,6 +63,7 @@ def evaluate_loader(
         ValueError: ``target`` is unknown, an option is invalid, or a batch is not a 2- or
             3-tuple.
     """
+    options["mean"], options["std"] = model_statistics(model, options.get("mean"), options.get("std"))
     protocol = Protocol.create(metrics=metrics, **options)
     evaluation = run_dataset(
         model,

@@ -101,7 +101,7 @@ def compare(
         metrics: metric names for :func:`xai_pool.metrics.evaluate`; default AD, AG, AI,
             insertion, deletion (+ localisation when masks are present).
         mean: normalisation mean of the images (default: ``data.mean`` if the dataset has
-            one, else ImageNet's).
+            one, else the model's own, ``model.preprocessing``).
         std: normalisation std, likewise.
         batch_size: images per batch when ``data`` is a Dataset.
         limit: use only the first ``limit`` images.
@@ -132,7 +132,7 @@ def compare(
     Returns:
         A :class:`~.result.ComparisonResult` (per-image table, statistics, exports, figures).
     """
-    from ..metrics import IMAGENET_MEAN, IMAGENET_STD
+    from ..metrics.evaluate import model_statistics
     from ..metrics.stats import P_ADJUSTMENTS
     from ..saliency import method_name
 
@@ -150,8 +150,10 @@ def compare(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     dataset = data.dataset if isinstance(data, DataLoader) else data
-    mean = mean if mean is not None else getattr(dataset, "mean", IMAGENET_MEAN)
-    std = std if std is not None else getattr(dataset, "std", IMAGENET_STD)
+    # The data's own statistics (ShapesScenes carries them), else the model's preprocessing.
+    mean = mean if mean is not None else getattr(dataset, "mean", None)
+    std = std if std is not None else getattr(dataset, "std", None)
+    mean, std = model_statistics(model, mean, std)
     class_names = class_names if class_names is not None else getattr(dataset, "class_names", None)
     method_kwargs = method_kwargs or {}
     by_name = {method_name(m): m for m in methods}  # canonical names; unknown methods fail here
