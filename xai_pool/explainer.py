@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from .model import CAModel
 from .saliency.hygiene import model_state_guard
-from .saliency.layers import TargetLayers, resolve_target_layers, single_call_check
+from .saliency.layers import TargetLayers, default_reshape_transform, resolve_target_layers, single_call_check
 from .saliency.methods import build_cam, method_name, needs_target_layers, resolve_method
+from .saliency.own_attention import OwnAttention
 from .saliency.raw_attention import RawAttention
 from .saliency.targets import TargetSpec, resolve_targets
 from .validation import check_images
@@ -31,7 +32,7 @@ def explain(
     images: Tensor,
     method: str | type = "gradcam",
     *,
-    pooling: str = "ca",
+    pooling: str | None = None,
     targets: TargetSpec = None,
     target_layers: TargetLayers = None,
     batch_size: int = 16,
@@ -49,9 +50,9 @@ def explain(
     activations through an input that requires grad, never through the parameters.
 
     Args:
-        model: a :class:`~xai_pool.CAModel` (both poolings), or a plain classifier, which is
-            its own GAP model (``pooling="gap"`` only; wrap it with
-            :func:`~xai_pool.attach_stream` for CA).
+        model: a :class:`~xai_pool.CAModel` (both poolings), or a plain classifier, explained as
+            it is (its own pooling: GAP, or the attention pooling of a class-token ViT, CaiT,
+            an attention pool; wrap it with :func:`~xai_pool.attach_stream` for CA).
         images: (B, C, H, W) float tensor, normalised as the model expects; moved to the
             model's device and cast to its parameters' dtype (float16, bfloat16 and float64
             images are accepted). Checked first by :func:`xai_pool.validation.check_images`:
@@ -60,14 +61,19 @@ def explain(
             ``"gradcam"``, ``"gradcam++"``, ``"scorecam"``, ``"xgradcam"``, ``"eigencam"``,
             ``"layercam"``, ``"hirescam"``, ``"ablationcam"``, ``"fullgrad"``...) or any
             pytorch-grad-cam method class.
-        pooling: ``"ca"`` (the stream) or ``"gap"``. Raw attention exists only with ``"ca"``.
+        pooling: ``"ca"`` (the stream) or ``"gap"``; default ``"ca"`` for a CAModel and the
+            model's own pooling for a plain classifier. Raw attention is the stream's with
+            ``"ca"``, and a plain classifier's own attention pooling (class token, class
+            attention, attention pools: :class:`~xai_pool.saliency.OwnAttention`).
         targets: None (each image's predicted class with this pooling), a class index, one
             class index or pytorch-grad-cam target per image (see
             :func:`xai_pool.saliency.resolve_targets`). Ignored by raw attention.
-        target_layers: None (the last stage, e.g. ResNet ``layer4``), a module, a dotted path
-            (``"layer3"``, looked up in the backbone), or a list of them.
+        target_layers: None (the module producing the pooled features: ResNet ``layer4``, a
+            ViT's last ``norm1``; see :func:`xai_pool.saliency.default_target_layers`), a
+            module, a dotted path (``"layer3"``, looked up in the backbone), or a list of them.
         batch_size: masked images per forward pass for Score-CAM and Ablation-CAM.
-        reshape_transform: pytorch-grad-cam's hook for non-NCHW layers.
+        reshape_transform: pytorch-grad-cam's hook for non-NCHW layers; with the default target
+            layer, the model profile supplies it for token and NHWC layers.
         aug_smooth: pytorch-grad-cam's test-time augmentation smoothing.
         eigen_smooth: pytorch-grad-cam's first-principal-component smoothing.
         **method_kwargs: passed to the method's constructor (e.g. ``block=-2`` or
@@ -91,10 +97,14 @@ def explain(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a CAModel or a classifier), got {type(model).__name__}")
     x = check_images(images, channels=_input_channels(model), dtype=_float_dtype(model))
+    is_ca = isinstance(model, CAModel)
+    if pooling is None:
+        pooling = "ca" if is_ca else "gap"
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be 'gap' or 'ca', got {pooling!r}")
-    is_ca = isinstance(model, CAModel)
-    if issubclass(cls, RawAttention) and pooling != "ca":
+    if issubclass(cls, RawAttention) and not is_ca:
+        cls = OwnAttention  # a plain classifier's raw attention: its own attention pooling
+    elif issubclass(cls, RawAttention) and pooling != "ca":
         raise ValueError(
             "raw attention exists only with pooling='ca' (GAP has no attention: its implicit weights are uniform); "
             "use pooling='ca' on a CAModel, or another method for GAP"
@@ -106,6 +116,8 @@ def explain(
         )
     cam_targets = resolve_targets(targets, x.shape[0], num_classes=model.num_classes if is_ca else None)
     layers = resolve_target_layers(model, target_layers) if needs_target_layers(cls) else []
+    if reshape_transform is None and target_layers is None and layers:
+        reshape_transform = default_reshape_transform(model, (int(x.shape[-2]), int(x.shape[-1])))
     device = next((p.device for p in model.parameters()), x.device)
 
     with model_state_guard(model, pooling=pooling if is_ca else None), torch.inference_mode(False):
@@ -127,10 +139,18 @@ def explain(
 
 
 def _input_channels(model: nn.Module) -> int | None:
-    """The channels the model takes: a CAModel knows; else the first Conv2d's (None if there is none)."""
-    channels = getattr(model, "in_channels", None)
-    if isinstance(channels, int):
-        return channels
+    """The channels the model takes: a CAModel knows; timm models say (``in_chans``); else the first Conv2d's.
+
+    (A space-to-depth or DCT stem's first conv sees more channels than the image has: timm's
+    metadata comes first for that reason.)
+    """
+    for attribute in ("in_channels", "in_chans"):
+        channels = getattr(model, attribute, None)
+        if isinstance(channels, int) and not isinstance(channels, bool):
+            return channels
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict) and cfg.get("input_size"):
+        return int(cfg["input_size"][0])
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return conv.in_channels if conv is not None else None
 

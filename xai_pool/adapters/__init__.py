@@ -11,6 +11,7 @@ otherwise they come from timm / torchvision metadata and probe forward passes.
 
 from __future__ import annotations
 
+from .attention import AttentionPooling, capture_attention
 from .layout import LAYOUTS, Layout, TapLayout
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .profile import (
@@ -18,6 +19,7 @@ from .profile import (
     PoolSite,
     ProfileError,
     Tap,
+    resolve_attention_pooling,
     resolve_preprocessing,
     resolve_profile,
     with_preprocessing,
@@ -31,6 +33,9 @@ __all__ = [
     "Tap",
     "resolve_profile",
     "resolve_preprocessing",
+    "resolve_attention_pooling",
+    "AttentionPooling",
+    "capture_attention",
     "with_preprocessing",
     "Preprocessing",
     "IMAGENET_MEAN",

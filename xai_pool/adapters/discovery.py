@@ -160,20 +160,22 @@ def canonical_producer(recording: Recording, tensor: Tensor, after: int = -1) ->
     return max(candidates, key=lambda c: c.post) if candidates else None
 
 
-def view_producer(recording: Recording, tensor: Tensor) -> Call | None:
-    """The last module whose output ``tensor`` is a view of (``x.permute(0, 3, 1, 2)`` after an NHWC norm)."""
+def view_producer(recording: Recording, tensor: Tensor, *, partial: bool = False) -> Call | None:
+    """The last module whose output ``tensor`` is a view of (``x.permute(0, 3, 1, 2)`` after an NHWC norm).
+
+    ``partial=True`` also accepts views of part of the output (``tokens[:, 1:]``).
+    """
     if not isinstance(tensor, Tensor):
         return None
-    candidates = [
-        c
-        for c in recording.calls
-        if c.name
-        and isinstance(c.output, Tensor)
-        and c.output is not tensor
-        and c.output.numel() == tensor.numel()
-        and c.output.data_ptr() == tensor.data_ptr()
-        and recording.counts.get(c.name, 0) == 1
-    ]
+
+    def is_view(output: object) -> bool:
+        if not isinstance(output, Tensor) or output is tensor:
+            return False
+        if partial:
+            return output.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr()
+        return output.numel() == tensor.numel() and output.data_ptr() == tensor.data_ptr()
+
+    candidates = [c for c in recording.calls if c.name and is_view(c.output) and recording.counts.get(c.name, 0) == 1]
     return max(candidates, key=lambda c: c.post) if candidates else None
 
 

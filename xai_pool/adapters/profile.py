@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .attention import AttentionPooling, find_attention_pooling
 from .discovery import LayoutOracle, NotPoolable, canonical_producer, discover, output_index, spatial_mean
 from .layout import TapLayout
 from .order import follows_image, run_with_bumps
@@ -578,6 +579,61 @@ def resolve_profile(
     profile = _resolve(model, spec, logits, preprocessing, arch, in_channels, probe_size)
     _CACHE[model] = (key, profile)
     return profile
+
+
+_ATTENTION_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def resolve_attention_pooling(
+    model: nn.Module,
+    *,
+    in_channels: int | None = None,
+    probe_size: int | tuple[int, int] | None = None,
+) -> AttentionPooling:
+    """Find the attention a classifier pools with (class token, class attention, latent or 2-D attention pool).
+
+    Measured on probe passes like :func:`resolve_profile` (same probe sizes and channels), and
+    cached per model object.
+
+    Raises:
+        ProfileError: the model computes no attention over its patch grid before the classifier;
+            the message says what to use instead (a CA-Stream with ``attach_stream``).
+    """
+    key = (in_channels, probe_size, _structure(model))
+    cached = _ATTENTION_CACHE.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    preprocessing = _preprocessing(model, None)
+    plans = _probe_plans(probe_size, _fixed_input_size(model, preprocessing), preprocessing.input_size)
+    errors: list[str] = []
+    reason = "it did not run"
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        for rec_a, rec_b, channels in _probes(
+            model, _channel_candidates(model, preprocessing, in_channels), plans, errors
+        ):
+            try:
+                found = find_attention_pooling(
+                    model,
+                    rec_a,
+                    LayoutOracle(rec_a, rec_b, _layout_hints(model)),
+                    _probe_input(model, channels, rec_a.image_size),
+                )
+            except ValueError as exc:
+                reason = str(exc)
+                continue
+            _ATTENTION_CACHE[model] = (key, found)
+            return found
+    finally:
+        for module, flag in flags:
+            module.training = flag
+    if errors and reason == "it did not run":
+        raise _did_not_run(model, errors)
+    raise ProfileError(
+        f"{type(model).__name__} has no attention pooling to read raw attention from ({reason}); for a CA-Stream's "
+        "attention, wrap it with xai_pool.attach_stream(model) and train the stream"
+    )
 
 
 def _structure(model: nn.Module) -> tuple:

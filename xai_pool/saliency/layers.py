@@ -10,42 +10,74 @@ silently mix unrelated tensors. :func:`single_call_check` turns that into a clea
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from torch import nn
 
-from ..adapters import resolve_module, resolve_profile
+from ..adapters import TapLayout, resolve_attention_pooling, resolve_module, resolve_profile
 from ..model import CAModel
 
-__all__ = ["default_target_layers", "resolve_target_layers", "single_call_check", "TargetLayers"]
+__all__ = [
+    "default_target_layers",
+    "default_reshape_transform",
+    "resolve_target_layers",
+    "single_call_check",
+    "TargetLayers",
+]
 
 TargetLayers = nn.Module | str | Sequence[nn.Module | str] | None
 
 
+def _default_layer(model: nn.Module) -> tuple[str | None, TapLayout | None, str]:
+    """(path, layout, reason) of a plain classifier's default CAM layer: the map its GAP averages,
+    else what its own attention pooling reads (class-token ViTs, CaiT, attention pools)."""
+    try:
+        profile = resolve_profile(model)
+        return profile.target_layer, profile.target_layout, ""
+    except ValueError as exc:
+        gap_reason = str(exc).split(": ", 1)[-1].split(". ")[0]
+    try:
+        pooling = resolve_attention_pooling(model)
+        return pooling.target_layer, pooling.target_layout, ""
+    except ValueError:
+        return None, None, gap_reason
+
+
 def default_target_layers(model: nn.Module) -> list[nn.Module]:
-    """The default CAM target layers of ``model``: ``[last stage]``.
+    """The default CAM target layers of ``model``: ``[the module producing the pooled features]``.
 
     Args:
         model: a :class:`~xai_pool.CAModel` (uses its profile's ``target_layer``), or a plain
-            classifier (its profile is resolved: the module whose output the model averages).
+            classifier: the module whose output its global average pooling averages (its
+            profile), else the module whose output its own attention pooling reads (the last
+            block's norm of a class-token ViT, CaiT's last class-attention norm...).
 
     Raises:
-        ValueError: the family is unknown or its spec names no target layer; pass
-            ``target_layers`` explicitly.
+        ValueError: neither exists; pass ``target_layers`` explicitly.
     """
     if isinstance(model, CAModel):
         return [model.target_layer]
-    try:
-        target = resolve_profile(model).target_layer
-    except ValueError as exc:
-        reason = str(exc).split(": ", 1)[-1].split(". ")[0]
+    path, _, reason = _default_layer(model)
+    if path is None:
         raise ValueError(
             f"no default target layer is known for {type(model).__name__} ({reason}); pass target_layers, "
             "e.g. target_layers=[model.layer4] or target_layers='layer4' (the last convolutional stage)"
-        ) from None
-    if target is None:
-        raise ValueError(f"no default target layer is known for {type(model).__name__}; pass target_layers")
-    return [resolve_module(model, target)]
+        )
+    return [resolve_module(model, path)]
+
+
+def default_reshape_transform(model: nn.Module, image_size: tuple[int, int]) -> Callable | None:
+    """pytorch-grad-cam's ``reshape_transform`` for the default target layer (None when it is NCHW).
+
+    Token layouts drop the prefix tokens and unflatten the patch grid; NHWC maps are permuted.
+    """
+    if isinstance(model, CAModel):
+        layout = model.profile.target_layout
+    else:
+        _, layout, _ = _default_layer(model)
+    if layout is None or layout.kind == "nchw":
+        return None
+    return lambda tensor: layout.to_nchw(tensor, image_size)
 
 
 def resolve_target_layers(model: nn.Module, target_layers: TargetLayers) -> list[nn.Module]:

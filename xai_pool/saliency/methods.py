@@ -15,6 +15,7 @@ import pytorch_grad_cam as pgc
 import torch
 from torch import nn
 
+from .own_attention import OwnAttention
 from .raw_attention import RawAttention
 from .score_cam import ScoreCAM
 
@@ -67,7 +68,7 @@ METHODS: dict[str, type] = {
 }
 
 #: Methods that ignore ``target_layers`` (FullGrad uses every biased conv/BN layer).
-_NO_TARGET_LAYERS = (RawAttention, pgc.FullGrad)
+_NO_TARGET_LAYERS = (RawAttention, OwnAttention, pgc.FullGrad)
 
 
 def _normalise(name: str) -> str:
@@ -127,7 +128,7 @@ def build_cam(
     ``batch_size`` goes to the constructor when it takes one (xai_pool's ScoreCAM,
     AblationCAM) or to the ``batch_size`` attribute that pytorch-grad-cam's ScoreCAM reads.
     """
-    if issubclass(cls, RawAttention):
+    if issubclass(cls, (RawAttention, OwnAttention)):
         return cls(model, **kwargs)
     layers = list(target_layers) if needs_target_layers(cls) else []
     params = inspect.signature(cls.__init__).parameters

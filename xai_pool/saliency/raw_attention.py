@@ -74,7 +74,9 @@ class RawAttention:
         if not isinstance(model, CAModel):
             raise TypeError(
                 f"RawAttention needs a CAModel (the attention comes from its CA-Stream), got "
-                f"{type(model).__name__}; wrap the classifier with xai_pool.attach_stream(model) first"
+                f"{type(model).__name__}; wrap the classifier with xai_pool.attach_stream(model) first, or, for a "
+                "model that pools by attention itself (class-token ViT, CaiT, attention pools), use "
+                "xai_pool.saliency.OwnAttention(model) (xai_pool.explain(model, x, 'raw_attention') picks it)"
             )
         if fuse not in _FUSES:
             raise ValueError(f"fuse must be one of {', '.join(_FUSES)}, got {fuse!r}")
