@@ -34,6 +34,7 @@ from torch import nn
 import xai_pool
 from xai_pool import attach_stream, explain
 from xai_pool.adapters import ProfileError
+from xai_pool.explainer import keep_layer_outputs
 from xai_pool.saliency._maps import scale_to_input
 
 from . import zoo
@@ -61,15 +62,22 @@ def _manual_gradcam(model: xai_pool.CAModel, x: torch.Tensor, classes: list[int]
     layout = model.profile.target_layout
     size = tuple(x.shape[-2:])
     captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.update(a=o))
+
+    def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        # The layer's output as it returned it (a later in-place ReLU must not change it), and the
+        # gradient with respect to that value.
+        captured["a"] = output.detach().clone()
+        output.register_hook(lambda grad: captured.update(g=grad))
+
+    handle = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
             logits = model(x.clone().requires_grad_(True))
-            activation = captured["a"]
             score = logits[torch.arange(len(classes)), torch.tensor(classes)].sum()
-            (grad,) = torch.autograd.grad(score, activation)
+            score.backward()
     finally:
         handle.remove()
+    activation, grad = captured["a"], captured["g"]
     if layout is not None and layout.kind != "nchw":
         activation, grad = layout.to_nchw(activation, size), layout.to_nchw(grad, size)
     weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -90,7 +98,9 @@ def _check_contract(original: nn.Module, kwargs: dict, x: torch.Tensor) -> xai_p
         with model.pooling_as("gap"):
             assert torch.equal(model(x), reference)
     with torch.enable_grad(), model.pooling_as("gap"):
-        assert torch.equal(model(x), select(frozen(x)))
+        # In eval mode with autograd on, the CAModel's input requires grad (gradient CAMs on a frozen
+        # backbone): the frozen original under the same condition gives the same logits, bit for bit.
+        assert torch.equal(model(x), select(frozen(x.clone().requires_grad_(True))))
 
     # 4. attention maps on the spatial grid of each tap, each summing to 1.
     with torch.no_grad():
@@ -125,7 +135,13 @@ def _check_contract(original: nn.Module, kwargs: dict, x: torch.Tensor) -> xai_p
     transform = model.profile.reshape_transform(size)
     peer_model = unfrozen if model.profile.logits is None else _Select(unfrozen, model.profile.logits)
     with GradCAM(peer_model, [layer], reshape_transform=transform) as cam:
+        # explain hands later layers a copy of the target layer's output, so that an in-place op
+        # after it (SqueezeNet, DenseNet) cannot change what pytorch-grad-cam stored on the CPU
+        # (xai_pool.explainer.keep_layer_outputs); the peer runs with the same protection.
+        handles = keep_layer_outputs([layer])
         peer = cam(x.clone(), targets)
+        for handle in handles:
+            handle.remove()
     np.testing.assert_allclose(explain(model, x, "gradcam", pooling="gap", targets=classes), peer, atol=1e-5)
 
     # 5c. CA Grad-CAM equals Grad-CAM computed by hand on the CA model.

@@ -174,3 +174,33 @@ def test_model_problems_are_named(tiny) -> None:
         explain(tiny, x, "gradcam", target_layers=[plain.stage2])
     with pytest.raises(TypeError, match="torch.nn.Module"):
         explain("resnet", x, "gradcam")
+
+
+def test_gradcam_is_not_fooled_by_an_in_place_op_after_the_target_layer() -> None:
+    """SqueezeNet's class conv is followed by ReLU(inplace=True): on the CPU, pytorch-grad-cam alone
+    stores the post-ReLU values but the gradient of the pre-ReLU output; explain keeps the layer's output."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from xai_pool.saliency._maps import scale_to_input
+
+    torch.manual_seed(0)
+    model = torchvision.models.squeezenet1_1(num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    layer = model.classifier[1]
+    captured = {}
+
+    def keep(_module, _inputs, output):
+        captured["a"] = output.detach().clone()  # the layer's output, before the in-place ReLU
+        output.register_hook(lambda grad: captured.update(g=grad))
+
+    handle = layer.register_forward_hook(keep)
+    model(x.clone().requires_grad_(True))[:, 1].sum().backward()
+    handle.remove()
+    weights = captured["g"].mean(dim=(2, 3), keepdim=True)
+    definition = scale_to_input(torch.relu((weights * captured["a"]).sum(dim=1)), (64, 64)).numpy()
+    ours = explain(model, x, "gradcam", target_layers=[layer], targets=1)
+    np.testing.assert_allclose(ours, definition, atol=1e-5)
+    with GradCAM(model, [layer]) as cam:
+        raw = cam(x.clone(), [ClassifierOutputTarget(1)] * 2)
+    assert np.abs(raw - definition).max() > 1e-2  # the pitfall is real on this model

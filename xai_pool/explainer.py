@@ -125,6 +125,7 @@ def explain(
         if x.is_inference():  # created under inference_mode: autograd cannot use it
             x = x.clone()
         cam = build_cam(cls, model, layers, batch_size=batch_size, reshape_transform=reshape_transform, **method_kwargs)
+        protect = keep_layer_outputs(layers)  # after pytorch-grad-cam's hooks: they see the layer's own output
         try:
             needs_grad = bool(getattr(cam, "uses_gradients", True) or getattr(cam, "compute_input_gradient", False))
             if needs_grad:
@@ -133,9 +134,28 @@ def explain(
             with torch.set_grad_enabled(needs_grad), single_call_check(model, layers):
                 maps = cam(x, cam_targets, **call_kwargs)
         finally:
+            for handle in protect:
+                handle.remove()
             _release(cam)
         del cam
     return _check_maps(maps, tuple(x.shape), name)
+
+
+def keep_layer_outputs(layers: list[nn.Module]) -> list[Any]:
+    """Hooks that hand a copy of each target layer's output to the rest of the network.
+
+    pytorch-grad-cam keeps a detached alias of the layer's output (``.cpu()`` copies only on a
+    GPU) and the gradient with respect to that output. A later in-place operation (SqueezeNet's
+    ``ReLU(inplace=True)`` after its class conv, DenseNet's ``F.relu(features, inplace=True)``)
+    then changes the stored activations on the CPU but not on a GPU, and Grad-CAM mixes the
+    gradient of one tensor with the values of another. Registered after the method's own hooks,
+    these return a clone for the downstream layers, so the stored values stay the layer's output
+    on every device. The model's result is unchanged (the clone holds the same values).
+    """
+    def hand_over_a_copy(_module: nn.Module, _inputs: tuple, output: Any) -> Any:
+        return output.clone() if isinstance(output, Tensor) else None
+
+    return [layer.register_forward_hook(hand_over_a_copy) for layer in {id(m): m for m in layers}.values()]
 
 
 def _input_channels(model: nn.Module) -> int | None:

@@ -246,6 +246,11 @@ def _preprocessing(model: nn.Module, arch: str | None) -> Preprocessing:
 
 def _fixed_input_size(model: nn.Module, preprocessing: Preprocessing) -> tuple[int, int] | None:
     cfg = _timm_cfg(model)
+    patch_embed = getattr(model, "patch_embed", None)
+    built = getattr(patch_embed, "img_size", None)
+    if cfg and isinstance(built, (tuple, list)) and len(built) == 2 and not getattr(model, "dynamic_img_size", False):
+        if cfg.get("fixed_input_size") or getattr(patch_embed, "strict_img_size", False):
+            return (int(built[0]), int(built[1]))  # the size the model was built for (img_size=...), not the cfg's
     if cfg and cfg.get("fixed_input_size"):
         return preprocessing.input_size
     if type(model).__module__.startswith("torchvision.models") and isinstance(getattr(model, "image_size", None), int):
@@ -651,6 +656,8 @@ def _resolve(
 ) -> ModelProfile:
     preprocessing = preprocessing or _preprocessing(model, arch)
     fixed = _fixed_input_size(model, preprocessing)
+    if fixed is not None and preprocessing.input_size != fixed:
+        preprocessing = preprocessing.with_overrides(size=fixed, source="the model's fixed input size")
     plans = _probe_plans(probe_size, fixed, preprocessing.input_size)
     errors: list[str] = []
     failure: ProfileError | None = None
