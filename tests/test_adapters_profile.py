@@ -73,7 +73,11 @@ def test_resnet_placement_is_the_papers_whatever_the_library() -> None:
 
 def test_functional_pooling_is_replaced_at_the_classifier_input() -> None:
     profile = resolve_profile(torchvision.models.densenet121(num_classes=3))
-    assert (profile.pool.kind, profile.pool.path, profile.pool.pooled_path) == ("head_input", "classifier", "features.norm5")
+    assert (profile.pool.kind, profile.pool.path, profile.pool.pooled_path) == (
+        "head_input",
+        "classifier",
+        "features.norm5",
+    )
     # DenseNet applies F.relu(inplace=True) to `features` (= norm5's output) before pooling: the stream reads the relu'd map.
     model = attach_stream(torchvision.models.densenet121(num_classes=3))
     seen = {}
@@ -137,7 +141,9 @@ def test_hieras_unrolled_tokens_are_dropped_with_a_note() -> None:
 
 def test_a_tap_declared_in_the_wrong_layout_fails_loudly() -> None:
     with pytest.raises(ProfileError, match="spec says nchw but its output .* measures as nhwc"):
-        attach_stream(zoo.NHWCNet(), spec=StreamSpec(taps=("stage1",), head="fc", pooled="norm", layouts={"stage1": "nchw"}))
+        attach_stream(
+            zoo.NHWCNet(), spec=StreamSpec(taps=("stage1",), head="fc", pooled="norm", layouts={"stage1": "nchw"})
+        )
 
 
 def test_a_profile_that_misreads_a_layout_cannot_run() -> None:
@@ -164,7 +170,9 @@ def test_models_returning_tuples_or_dicts_say_which_output_is_the_logits() -> No
 
 
 def test_a_model_that_needs_one_input_size_gets_a_clear_error_naming_probe_size() -> None:
-    with pytest.raises(ProfileError, match=r"did not run on a dummy batch.*doesn't match model \(48, 48\).*probe_size="):
+    with pytest.raises(
+        ProfileError, match=r"did not run on a dummy batch.*doesn't match model \(48, 48\).*probe_size="
+    ):
         attach_stream(zoo.FixedSizeNet())
     assert attach_stream(zoo.FixedSizeNet(), probe_size=48).profile.probe_size == (48, 48)
 

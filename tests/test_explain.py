@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from torch import nn
 import torch.nn.functional as F
 import torchvision
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
@@ -177,17 +178,25 @@ def test_model_problems_are_named(tiny) -> None:
 
 
 def test_gradcam_is_not_fooled_by_an_in_place_op_after_the_target_layer() -> None:
-    """SqueezeNet's class conv is followed by ReLU(inplace=True): on the CPU, pytorch-grad-cam alone
-    stores the post-ReLU values but the gradient of the pre-ReLU output; explain keeps the layer's output."""
+    """A conv followed by ReLU(inplace=True) (as in SqueezeNet's head, DenseNet's features): on the CPU,
+    pytorch-grad-cam alone stores the post-ReLU values but the gradient of the pre-ReLU output;
+    explain keeps the layer's output."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from xai_pool.saliency._maps import scale_to_input
 
     torch.manual_seed(0)
-    model = torchvision.models.squeezenet1_1(num_classes=3).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    ).eval()
     x = torch.randn(2, 3, 64, 64)
-    layer = model.classifier[1]
+    layer = model[0]
     captured = {}
 
     def keep(_module, _inputs, output):

@@ -270,7 +270,9 @@ def test_gradcam_on_a_token_cam_model_in_both_poolings_runs_with_no_arguments() 
     gap = explain(model, x, "gradcam", pooling="gap", targets=0)
     layer = model.backbone.get_submodule(model.profile.target_layer)
     peer_model = _vit(global_pool="avg")
-    with GradCAM(peer_model, [peer_model.get_submodule(model.profile.target_layer)], reshape_transform=_drop_class_token) as cam:
+    with GradCAM(
+        peer_model, [peer_model.get_submodule(model.profile.target_layer)], reshape_transform=_drop_class_token
+    ) as cam:
         peer = cam(x.clone(), [ClassifierOutputTarget(0)] * 2)
     assert layer is not None
     np.testing.assert_allclose(gap, peer, atol=1e-5)

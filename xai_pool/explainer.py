@@ -152,6 +152,7 @@ def keep_layer_outputs(layers: list[nn.Module]) -> list[Any]:
     these return a clone for the downstream layers, so the stored values stay the layer's output
     on every device. The model's result is unchanged (the clone holds the same values).
     """
+
     def hand_over_a_copy(_module: nn.Module, _inputs: tuple, output: Any) -> Any:
         return output.clone() if isinstance(output, Tensor) else None
 
