@@ -80,7 +80,8 @@ def _dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
     """Pixels within Euclidean distance ``radius`` of a mask pixel, (B, H, W) bool."""
     if radius < 1:
         return masks.bool()
-    r = math.floor(radius)
+    # Beyond the image diagonal a larger disc reaches no further pixel: clamp the kernel, not the rule.
+    r = min(math.floor(radius), math.ceil(math.hypot(masks.shape[-2], masks.shape[-1])))
     offsets = torch.arange(-r, r + 1, device=masks.device, dtype=torch.float64)
     disc = (offsets.view(-1, 1) ** 2 + offsets.view(1, -1) ** 2 <= radius**2).to(torch.float64)
     # counts of mask pixels under the disc; float64 sums of 0/1 are exact
