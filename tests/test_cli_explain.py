@@ -294,3 +294,7 @@ def test_explain_uses_the_models_own_preprocessing_like_the_python_api(tmp_path)
     assert run["preprocessing"]["resize_size"] == 219  # the crop fraction (224/256) is kept
     assert "command line override" in run["preprocessing"]["source"]
     assert np.load(override / "chelsea_gradcam_gap.npy").shape == (192, 192)
+    resized = tmp_path / "resized"
+    assert main([*args, "--out", str(resized), "--no-progress", "--resize", "300"]) == 0
+    run = json.loads((resized / "run.json").read_text())
+    assert (run["preprocessing"]["resize_size"], run["preprocessing"]["input_size"]) == (300, [224, 224])

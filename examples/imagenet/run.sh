@@ -24,7 +24,7 @@ torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool train \
     --data "$IMAGENET" --arch resnet50 --weights "$WEIGHTS" --out "$OUT" \
     --epochs 90 --batch-size 256 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
     --schedule step --lr-step-epochs 30 --warmup-epochs 0 --label-smoothing 0 \
-    --image-size 224 --init xavier --seed 0 \
+    --image-size 224 --resize 256 --init xavier --seed 0 \
     --workers "$WORKERS" --amp "$AMP" --checkpoint-every 1000 --resume
 
 # 2. GAP vs CA on the validation set (IMAGENET/val): accuracy and AD, AG, AI, I, D for Grad-CAM,
@@ -37,7 +37,7 @@ torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool train \
 torchrun --standalone --nproc_per_node="$NGPU" -m xai_pool evaluate \
     --data "$IMAGENET" --arch resnet50 --weights "$WEIGHTS" --stream "$OUT/last.pt" \
     --methods raw_attention,gradcam,gradcam++,scorecam --pooling gap,ca --targets label \
-    --image-size 224 --batch-size 32 --step 1792 --insertion-substrate box-blur \
+    --image-size 224 --resize 256 --batch-size 32 --step 1792 --insertion-substrate box-blur \
     --workers "$WORKERS" --out "$OUT/report"
 
 echo "done: $OUT/report/report.html, $OUT/report/metrics.csv (compare with README.md)"

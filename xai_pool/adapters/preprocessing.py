@@ -99,10 +99,11 @@ class Preprocessing:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         size: int | Sequence[int] | None = None,
+        resize: int | None = None,
         source: str = "user",
     ) -> Preprocessing:
-        """A copy with the given values replaced; a new ``size`` keeps the crop fraction."""
-        if mean is None and std is None and size is None:
+        """A copy with the given values replaced; a new ``size`` keeps the crop fraction unless ``resize`` is given."""
+        if mean is None and std is None and size is None and resize is None:
             return self
         changes: dict[str, Any] = {"source": f"{self.source}; {source} override"}
         if mean is not None:
@@ -113,6 +114,8 @@ class Preprocessing:
             new_size = _pair(size, "size")
             changes["input_size"] = new_size
             changes["resize_size"] = max(1, math.floor(min(new_size) / self.crop_pct))
+        if resize is not None:
+            changes["resize_size"] = resize
         return replace(self, **changes)
 
     def eval_transform(self) -> Callable:

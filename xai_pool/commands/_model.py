@@ -48,6 +48,14 @@ def add_model_arguments(parser: argparse.ArgumentParser | Any, *, image_size_hel
         help=image_size_help or "network input size (default: the model's own, from its profile)",
     )
     parser.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="shorter side before the centre crop (default: the model's; e.g. 256 for torchvision's V1 weights, "
+        "whose metadata xai_pool cannot tell from a local file)",
+    )
+    parser.add_argument(
         "--mean", type=parse_floats, default=None, metavar="M,M,M", help="normalisation mean (default: the model's)"
     )
     parser.add_argument(
@@ -75,6 +83,8 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         )
     if args.image_size is not None and args.image_size < 8:
         raise ValueError(f"--image-size must be at least 8 pixels, got {args.image_size}")
+    if getattr(args, "resize", None) is not None and args.resize < 8:
+        raise ValueError(f"--resize must be at least 8 pixels, got {args.resize}")
     for flag in ("mean", "std"):
         values = getattr(args, flag)
         if values is not None and flag == "std" and any(v <= 0 for v in values):
@@ -104,7 +114,7 @@ def load_model(args: argparse.Namespace, device: Any = None) -> LoadedModel:
                 f"give one value per channel"
             )
     preprocessing = profile.preprocessing.with_overrides(
-        mean=args.mean, std=args.std, size=args.image_size, source="command line"
+        mean=args.mean, std=args.std, size=args.image_size, resize=getattr(args, "resize", None), source="command line"
     )
     if profile.input_size is not None and preprocessing.input_size != profile.input_size:
         raise ValueError(
