@@ -144,9 +144,10 @@ def masks(setup) -> Path:
 
 def test_masks_follow_the_image_transform(setup, masks) -> None:
     from xai_pool.commands.evaluate import MaskedFolder
-    from xai_pool.imageio import SafeImageFolder, imagenet_transform
+    from xai_pool.adapters import Preprocessing
+    from xai_pool.imageio import SafeImageFolder
 
-    transform = imagenet_transform(False, 64)
+    transform = Preprocessing().with_overrides(size=64).eval_transform()  # ImageNet's 224/256, scaled to 64
     root = setup / "data" / "val"
     data = MaskedFolder(SafeImageFolder(root, transform), root, masks, transform, (0.485,), (0.229,))
     image, label, mask = data[0]

@@ -13,7 +13,7 @@ from PIL import Image
 from xai_pool import attach_stream, save_stream
 from xai_pool.cli import main
 from xai_pool.commands.explain import output_names, overlay
-from xai_pool.imageio import imagenet_transform
+from xai_pool.adapters.preprocessing import from_torchvision_weights
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,9 @@ def test_end_to_end(files, tmp_path, capsys) -> None:
     model = attach_stream(torchvision.models.resnet18(num_classes=5))
     model.backbone.load_state_dict(torch.load(files / "weights.pt", weights_only=True))
     model.stream.load_state_dict(torch.load(files / "stream.pt", weights_only=True)["state_dict"])
-    x = imagenet_transform(train=False, size=64)(Image.open(files / "first.png").convert("RGB"))[None]
+    # The command's preprocessing: torchvision's resnet18 metadata (resize 256, crop 224), scaled to --image-size 64.
+    transform = from_torchvision_weights("resnet18").with_overrides(size=64).eval_transform()
+    x = transform(Image.open(files / "first.png").convert("RGB"))[None]
     for pooling in ("gap", "ca"):
         with torch.no_grad(), model.pooling_as(pooling):
             probs = model(x).softmax(dim=1)[0]

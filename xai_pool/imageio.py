@@ -1,4 +1,4 @@
-"""Reading images from disk: ImageNet transforms, single images, and ImageFolder data that
+"""Reading images from disk: single images, and ImageFolder data that
 skips unreadable files (with a warning and a count) instead of crashing a long run."""
 
 from __future__ import annotations
@@ -12,23 +12,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from .classifiers import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["imagenet_transform", "load_image", "SafeImageFolder", "skip_none_collate", "IMAGE_EXTENSIONS"]
+__all__ = ["load_image", "SafeImageFolder", "skip_none_collate", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-def imagenet_transform(train: bool, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:
-    """The standard ImageNet transforms: RandomResizedCrop + flip for training; resize
-    ``size * 256/224`` then centre crop for evaluation; then ToTensor and normalisation."""
-    from torchvision import transforms as T
-
-    if train:
-        ops = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
-    else:
-        ops = [T.Resize(int(round(size * 256 / 224))), T.CenterCrop(size)]
-    return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
 
 
 def load_image(path: str | os.PathLike):
