@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests import zoo  # noqa: E402
-from xai_pool.adapters import ProfileError, resolve_profile  # noqa: E402
+from xai_pool.adapters import ProfileError, resolve_attention_pooling, resolve_profile  # noqa: E402
 
 START, END = "<!-- supported-models:start -->", "<!-- supported-models:end -->"
+ATTENTION_START, ATTENTION_END = "<!-- own-attention:start -->", "<!-- own-attention:end -->"
 
 
 def _row(group: str, name: str, model: torch.nn.Module, kwargs: dict) -> str:
@@ -54,6 +55,25 @@ def rows() -> list[str]:
     return out
 
 
+def attention_rows() -> list[str]:
+    """Rows of the own-attention table: models that pool by attention and the module read."""
+    out = []
+    for name in zoo.TORCHVISION_OWN_ATTENTION:
+        out.append(zoo.attention_row("torchvision", name, resolve_attention_pooling(zoo.torchvision_model(name))))
+    for family in zoo.TIMM_OWN_ATTENTION:
+        pooling = resolve_attention_pooling(zoo.timm_model(family))
+        out.append(zoo.attention_row("timm", zoo.TIMM_SMALLEST[family], pooling))
+    return out
+
+
+def _replace(text: str, start: str, end: str, table: str) -> str:
+    if start not in text or end not in text:
+        raise SystemExit(f"docs/core.md has no {start} ... {end} markers")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{table}\n{end}{after}"
+
+
 def list_timm() -> None:
     """Print the smallest model (parameters, counted on the meta device) of every timm family."""
     import timm
@@ -75,22 +95,22 @@ def list_timm() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list-timm", action="store_true", help="print the smallest model of every timm family")
+    parser.add_argument("--attention-only", action="store_true", help="rewrite only the own-attention table")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.list_timm:
         list_timm()
         return
-    table = "\n".join(
-        ["| zoo | model | result | how |", "|---|---|---|---|", *rows()]
-    )
     docs = ROOT / "docs" / "core.md"
     text = docs.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{docs} has no {START} ... {END} markers")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    docs.write_text(f"{before}{START}\n{table}\n{END}{after}")
+    attention = "\n".join(["| zoo | model | pooling attention | read as | default CAM layer |", "|---|---|---|---|---|",
+                           *attention_rows()])
+    text = _replace(text, ATTENTION_START, ATTENTION_END, attention)
+    if not args.attention_only:
+        table = "\n".join(["| zoo | model | result | how |", "|---|---|---|---|", *rows()])
+        text = _replace(text, START, END, table)
+    docs.write_text(text)
     print(f"wrote {docs}")
 
 

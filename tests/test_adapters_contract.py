@@ -261,6 +261,35 @@ def test_timm_zoo_lists_every_family() -> None:
     assert all(zoo.TIMM_SMALLEST[f] in timm.list_models(module=f) for f in zoo.TIMM_SMALLEST)
 
 
+# ---------------------------------------------------------------------------------------- own attention
+def _own_attention(group: str, name: str, model: nn.Module) -> None:
+    pooling = xai_pool.adapters.resolve_attention_pooling(model)
+    size = pooling.probe_size
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(x)
+    maps = explain(model, x, "raw_attention")
+    assert maps.shape == (1, *size) and maps.max() == pytest.approx(1.0, abs=1e-6) and maps.min() == 0.0
+    assert explain(model, x, "gradcam").shape == (1, *size)
+    with torch.no_grad():
+        assert torch.equal(model(x), before)  # reading the attention changed nothing
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    _docs_row(zoo.attention_row(group, name, pooling))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", zoo.TIMM_OWN_ATTENTION)
+def test_timm_family_that_pools_by_attention_gives_its_own_raw_attention(family: str) -> None:
+    _own_attention("timm", zoo.TIMM_SMALLEST[family], zoo.timm_model(family))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", zoo.TORCHVISION_OWN_ATTENTION)
+def test_torchvision_vit_gives_its_own_raw_attention(name: str) -> None:
+    _own_attention("torchvision", name, zoo.torchvision_model(name))
+
+
 # ---------------------------------------------------------------------------------------- hand-written
 @pytest.mark.parametrize("name", list(zoo.CUSTOM))
 def test_hand_written_model_wraps_and_keeps_the_contract(name: str, tmp_path: Path) -> None:

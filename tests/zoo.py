@@ -167,6 +167,13 @@ TIMM_REFUSED = {
     "vgg": "not a global pooling",
 }
 
+#: Refused families that pool by attention: raw attention and Grad-CAM come from their own pooling.
+TIMM_OWN_ATTENTION = (
+    "cait", "convit", "crossvit", "deit", "pit", "tnt", "vision_transformer", "vision_transformer_hybrid", "volo", "xcit"
+)
+#: Torchvision's class-token ViTs likewise.
+TORCHVISION_OWN_ATTENTION = ("vit_b_16", "vit_b_32", "vit_l_32")
+
 #: Families not run: their smallest model is too large for a CPU test (parameters, input size).
 TIMM_SKIPPED = {
     "deepseek_vit": "412M parameters at 546 px",
@@ -377,6 +384,15 @@ def refusal_reason(message: str) -> str:
 
     match = re.search(r"global average pooling of \w+: (.*?)\. If it has one", message)
     return match.group(1) if match else message
+
+
+def attention_row(group: str, name: str, pooling: object) -> str:
+    """One Markdown row of the own-attention table: the module whose attention pools, and how it is read."""
+    rows = "class-token row" if pooling.rows == "first" else "all queries averaged"  # type: ignore[attr-defined]
+    return (
+        f"| {group} | `{name}` | `{pooling.path}` | {rows}, {pooling.key_prefix} prefix key(s) | "  # type: ignore[attr-defined]
+        f"`{pooling.target_layer}` |"  # type: ignore[attr-defined]
+    )
 
 
 def support_row(group: str, name: str, profile: object = None, error: str | None = None) -> str:

@@ -158,6 +158,7 @@ class AttentionPooling:
         blocks: every self-attention module over the same tokens, in forward order (for rollout).
         target_layer: default CAM layer: the module producing what the pooling attention reads.
         target_layout: that module's output layout (pytorch-grad-cam's ``reshape_transform``).
+        probe_size: the input size it was measured at (one the model accepts).
     """
 
     path: str
@@ -167,6 +168,7 @@ class AttentionPooling:
     blocks: tuple[str, ...] = field(default_factory=tuple)
     target_layer: str | None = None
     target_layout: TapLayout | None = None
+    probe_size: tuple[int, int] = (224, 224)
 
     def patch_grid(self, image_size: tuple[int, int], keys: int) -> tuple[int, int]:
         """The (h, w) grid of the patch keys for an input of ``image_size``."""
@@ -233,4 +235,5 @@ def find_attention_pooling(
         blocks=blocks if rows == "first" else (),
         target_layer=producer.name if producer is not None else None,
         target_layout=target_layout,
+        probe_size=recording.image_size,
     )
