@@ -141,8 +141,8 @@ def _amp_dtype(amp: Any, device: torch.device) -> torch.dtype | None:
 def init_stream(model: CAModel, init: str, seed: int) -> None:
     """Re-initialise ``model.stream`` reproducibly from ``seed``.
 
-    ``"xavier"`` is the authors' initialisation (xavier-uniform Linears, zero biases, the
-    initial query drawn from N(1, 1)); ``"identity"`` is the same, then the last block's
+    ``"xavier"`` is the authors' initialisation (xavier-uniform Linear weights, PyTorch's
+    default uniform biases, the initial query drawn from N(1, 1)); ``"identity"`` is the same, then the last block's
     Linear (and its value projection, for 'projca' streams) becomes the identity, so that an
     untrained stream with near-uniform attention starts close to GAP's predictions;
     ``"keep"`` leaves the current weights (to fine-tune a loaded stream).
