@@ -300,3 +300,23 @@ def test_explain_uses_the_models_own_preprocessing_like_the_python_api(tmp_path)
     assert main([*args, "--out", str(resized), "--no-progress", "--resize", "300"]) == 0
     run = json.loads((resized / "run.json").read_text())
     assert (run["preprocessing"]["resize_size"], run["preprocessing"]["input_size"]) == (300, [224, 224])
+
+
+def test_a_class_token_vit_is_explained_as_it_is_with_its_own_attention(tmp_path, capsys) -> None:
+    import timm
+
+    from xai_pool import explain
+    from xai_pool.adapters import resolve_preprocessing
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=5).eval()
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    args = ["explain", "--arch", "vit_tiny_patch16_224", "--weights", str(tmp_path / "vit.pth")]
+    args += ["--images", str(tmp_path / "a.png"), "--methods", "raw_attention,gradcam", "--no-progress"]
+    assert main([*args, "--pooling", "gap", "--out", str(tmp_path / "out")]) == 0
+    x = resolve_preprocessing(vit).eval_transform()(Image.open(tmp_path / "a.png").convert("RGB"))[None]
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "a_raw_attention_gap.npy"), explain(vit, x, "raw_attention")[0])
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "a_gradcam_gap.npy"), explain(vit, x, "gradcam")[0], atol=1e-6)
+    assert main([*args, "--pooling", "gap,ca", "--out", str(tmp_path / "ca")]) == 2
+    assert "class token, no average pooling" in capsys.readouterr().err and not (tmp_path / "ca").exists()

@@ -65,12 +65,17 @@ def add_model_arguments(parser: argparse.ArgumentParser | Any, *, image_size_hel
 
 @dataclass
 class LoadedModel:
-    """A classifier built from the command line, its profile and the preprocessing in use."""
+    """A classifier built from the command line, its profile and the preprocessing in use.
+
+    ``profile`` is None when xai_pool cannot attach a stream to the model (``unwrappable``
+    says why); only commands that explain the model as it is accept that.
+    """
 
     classifier: Any
     profile: Any
     preprocessing: Any
     class_names: list[str] | None
+    unwrappable: str | None = None
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -91,28 +96,47 @@ def check_model_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--std values must be positive, got {','.join(map(str, values))}")
 
 
-def load_model(args: argparse.Namespace, device: Any = None) -> LoadedModel:
+def load_model(args: argparse.Namespace, device: Any = None, *, allow_unwrappable: bool = False) -> LoadedModel:
     """Build ``--arch`` with ``--weights``, profile it and resolve the preprocessing (with overrides).
+
+    Args:
+        args: the parsed command line.
+        device: where to put the classifier.
+        allow_unwrappable: return a model xai_pool cannot attach a stream to (a class-token ViT:
+            it is explained as it is) instead of raising.
 
     Raises:
         ValueError: missing weights, a model xai_pool cannot wrap (with the reason), or
             ``--mean``/``--std`` with a channel count other than the model's.
     """
-    from ..adapters import resolve_profile
+    from ..adapters import ProfileError, resolve_preprocessing, resolve_profile
     from ..classifiers import build_classifier, class_names
 
     check_model_arguments(args)
     classifier = build_classifier(args.arch, args.weights)
     if device is not None:
         classifier = classifier.to(device)
-    profile = resolve_profile(classifier, arch=args.arch)
+    try:
+        profile, unwrappable = resolve_profile(classifier, arch=args.arch), None
+    except ProfileError as exc:
+        if not allow_unwrappable:
+            raise
+        profile, unwrappable = None, str(exc)
+    base = profile.preprocessing if profile is not None else resolve_preprocessing(classifier, args.arch)
+    channels = profile.in_channels if profile is not None else base.channels
     for flag in ("mean", "std"):
         values = getattr(args, flag)
-        if values is not None and len(values) != profile.in_channels:
+        if values is not None and len(values) != channels:
             raise ValueError(
-                f"--{flag} has {len(values)} values but {args.arch} takes {profile.in_channels} input channels; "
+                f"--{flag} has {len(values)} values but {args.arch} takes {channels} input channels; "
                 f"give one value per channel"
             )
+    if profile is None:
+        preprocessing = base.with_overrides(
+            mean=args.mean, std=args.std, size=args.image_size, resize=getattr(args, "resize", None),
+            source="command line",
+        )
+        return LoadedModel(classifier, None, preprocessing, class_names(classifier), unwrappable)
     preprocessing = profile.preprocessing.with_overrides(
         mean=args.mean, std=args.std, size=args.image_size, resize=getattr(args, "resize", None), source="command line"
     )
@@ -134,7 +158,8 @@ def run_metadata(args: argparse.Namespace, loaded: LoadedModel, command: str) ->
         "arch": args.arch,
         "weights": str(args.weights) if args.weights is not None else None,
         "preprocessing": loaded.preprocessing.to_dict(),
-        "profile": loaded.profile.to_dict(),
+        "profile": loaded.profile.to_dict() if loaded.profile is not None else None,
+        **({"no_stream": loaded.unwrappable} if loaded.unwrappable else {}),
     }
 
 

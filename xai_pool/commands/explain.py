@@ -21,6 +21,7 @@ folder, renamed to --out at the end. An existing non-empty --out is refused unle
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,10 +197,23 @@ def run(args: argparse.Namespace) -> int:
     from ..explainer import explain
     from ..model import attach_stream
 
-    loaded = load_model(args, device)  # preprocessing: the model's own (its profile), with overrides
-    model = attach_stream(loaded.classifier, profile=with_preprocessing(loaded.profile, loaded.preprocessing))
-    if args.target_class is not None and not 0 <= args.target_class < model.num_classes:
-        raise ValueError(f"--class {args.target_class} is out of range: the model has {model.num_classes} classes")
+    # Preprocessing: the model's own (its profile), with overrides. A model that pools by
+    # attention (a class-token ViT) has no GAP to replace: it is explained as it is.
+    loaded = load_model(args, device, allow_unwrappable=True)
+    if loaded.profile is None:
+        if "ca" in poolings or args.stream:
+            reason = loaded.unwrappable.split(": ", 1)[-1].split(". ")[0]
+            raise ValueError(
+                f"--pooling ca and --stream need a CA-Stream, but none can be attached to {args.arch} ({reason}); "
+                "use --pooling gap to explain the model as it is (raw_attention is then its own attention pooling)"
+            )
+        model = loaded.classifier.eval()
+        num_classes = None
+    else:
+        model = attach_stream(loaded.classifier, profile=with_preprocessing(loaded.profile, loaded.preprocessing))
+        num_classes = model.num_classes
+    if args.target_class is not None and num_classes is not None and not 0 <= args.target_class < num_classes:
+        raise ValueError(f"--class {args.target_class} is out of range: the model has {num_classes} classes")
     if args.stream:
         load_stream(model, args.stream)
     elif "ca" in poolings:
@@ -208,7 +222,10 @@ def run(args: argparse.Namespace) -> int:
             "predictions are meaningless",
             file=sys.stderr,
         )
-    skipped = [name for name, cls in method_classes.items() if issubclass(cls, RawAttention) and "gap" in poolings]
+    own = loaded.profile is None  # raw attention of a plain model is its own attention pooling, not skipped
+    skipped = [
+        name for name, cls in method_classes.items() if issubclass(cls, RawAttention) and "gap" in poolings and not own
+    ]
     if skipped:
         print(
             f"xai-pool explain: note: {', '.join(skipped)} skipped for pooling gap (GAP has no attention map)",
@@ -235,8 +252,8 @@ def run(args: argparse.Namespace) -> int:
             written.append(out / f"{stem}_input.png")
             row: dict[str, Any] = {"image": path, "name": stem}
             with torch.inference_mode():
-                for pooling in ("gap", "ca"):
-                    with model.pooling_as(pooling):
+                for pooling in ("gap",) if own else ("gap", "ca"):
+                    with model.pooling_as(pooling) if not own else contextlib.nullcontext():
                         probs = model(x).softmax(dim=1)[0]
                     cls = int(probs.argmax())
                     row[f"{pooling}_class"] = cls
