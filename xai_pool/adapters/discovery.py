@@ -28,7 +28,16 @@ from torch import Tensor, nn
 from .layout import TapLayout
 from .probe import Call, Recording, layout_from_one_shape, layout_from_shapes, select_output
 
-__all__ = ["Discovery", "LayoutOracle", "discover", "spatial_mean", "canonical_producer", "NotPoolable", "output_index"]
+__all__ = [
+    "Discovery",
+    "LayoutOracle",
+    "discover",
+    "spatial_mean",
+    "canonical_producer",
+    "close_enough",
+    "NotPoolable",
+    "output_index",
+]
 
 
 class NotPoolable(ValueError):
@@ -44,7 +53,8 @@ def spatial_mean(tensor: Tensor, layout: TapLayout) -> Tensor:
     return tensor[:, layout.prefix_tokens :].float().mean(dim=1)
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
+def close_enough(a: Tensor, b: Tensor) -> bool:
+    """Equal up to float rounding relative to ``b``'s scale (GAP found by comparing values), NaN never."""
     a = a.detach().float().reshape(a.shape[0], -1)
     b = b.detach().float().reshape(b.shape[0], -1)
     if a.shape != b.shape or not torch.isfinite(a).all():
@@ -277,7 +287,7 @@ def _find_module_pool(recording: Recording, oracle: LayoutOracle) -> tuple[Call,
             continue
         if call.output.numel() != source.shape[0] * layout.channels:
             continue
-        if _close(call.output, spatial_mean(source, layout)) and (best is None or call.post > best[0].post):
+        if close_enough(call.output, spatial_mean(source, layout)) and (best is None or call.post > best[0].post):
             best = (call, layout)
     return best
 
@@ -308,7 +318,7 @@ def _find_head_input(
         return None, None, "no layer follows its last feature map with a pooled vector (is there a classifier?)"
     vector = _vector_input(head)
     assert vector is not None and feature is not None
-    if vector.shape[1] == layout.channels and _close(vector, spatial_mean(feature, layout)):
+    if vector.shape[1] == layout.channels and close_enough(vector, spatial_mean(feature, layout)):
         return head, last, None
     # Explain with the classifier proper: the first module fed a flat (B, D) vector.
     classifier = next(
@@ -335,11 +345,11 @@ def _refusal_reason(recording: Recording, last: Call, layout: TapLayout, head: C
             "stages): there is no single global pooling to replace"
         )
     if layout.kind == "tokens" and layout.prefix_tokens and width == layout.channels:
-        if _close(vector, feature[:, 0]):
+        if close_enough(vector, feature[:, 0]):
             return "it pools by its class token, not by averaging (class token, no average pooling)"
     if layout.kind != "tokens" and width == layout.channels:
         flat = feature.float().permute(0, 2, 3, 1) if layout.kind == "nchw" else feature.float()
-        if _close(vector, flat.reshape(flat.shape[0], -1, flat.shape[-1]).amax(dim=1)):
+        if close_enough(vector, flat.reshape(flat.shape[0], -1, flat.shape[-1]).amax(dim=1)):
             return "it takes a global maximum, not an average"
     for call in recording.calls:
         out = call.output

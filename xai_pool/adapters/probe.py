@@ -28,6 +28,10 @@ __all__ = [
     "layout_from_shapes",
     "layout_from_one_shape",
     "MAX_PREFIX_TOKENS",
+    "probe_input",
+    "probe_plans",
+    "probe_runs",
+    "did_not_run",
 ]
 
 #: Class, distillation and register tokens in front of the patch tokens (timm has up to 1 + 1 + 16).
@@ -246,3 +250,65 @@ def layout_from_one_shape(
         r, p = (exact or fewest)[-1]
         return TapLayout("tokens", int(shape[2]), prefix_tokens=p, reduction=r)
     return None
+
+
+# ---------------------------------------------------------------------------------------- probe runs
+def probe_input(model: nn.Module, channels: int, size: tuple[int, int]) -> Tensor:
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    generator = torch.Generator().manual_seed(0)  # never touch the global RNG
+    return torch.randn(2, channels, *size, generator=generator).to(device=device, dtype=dtype)
+
+
+def _record(model: nn.Module, channels: int, size: tuple[int, int]) -> Recording:
+    return record_calls(model, probe_input(model, channels, size))
+
+
+def probe_plans(
+    probe_size: int | tuple[int, int] | None, fixed: tuple[int, int] | None, natural: tuple[int, int]
+) -> list[tuple[tuple[int, int], tuple[int, int] | None]]:
+    """Input sizes to measure at, cheapest first: two sizes where the model accepts several."""
+    if fixed is not None:
+        return [(fixed, None)]
+    if probe_size is not None:
+        first = (probe_size, probe_size) if isinstance(probe_size, int) else (int(probe_size[0]), int(probe_size[1]))
+        return [(first, (first[0] + 32, first[1] + 32)), (first, None)]
+    plans: list[tuple[tuple[int, int], tuple[int, int] | None]] = [((64, 64), (96, 96))]
+    if min(natural) > 128:  # stride-64 models have a 1x1 map at 64 px
+        plans.append(((128, 128), (160, 160)))
+    plans += [(natural, (natural[0] + 32, natural[1] + 32)), (natural, None)]
+    return list(dict.fromkeys(plans))
+
+
+def probe_runs(
+    model: nn.Module,
+    channels: list[int],
+    plans: list[tuple[tuple[int, int], tuple[int, int] | None]],
+    errors: list[str],
+) -> Iterator[tuple[Recording, Recording | None, int]]:
+    """Recordings for each plan the model runs (first the input channel count that works)."""
+    for channel_count in channels:
+        ran = False
+        for size_a, size_b in plans:
+            try:
+                rec_a = _record(model, channel_count, size_a)
+                rec_b = _record(model, channel_count, size_b) if size_b is not None else None
+            except Exception as exc:  # a model that refuses this input says so in its own words
+                errors.append(f"{channel_count} channels at {size_a[0]}x{size_a[1]}: {type(exc).__name__}: {exc}")
+                continue
+            ran = True
+            yield rec_a, rec_b, channel_count
+        if ran:
+            return
+
+
+def did_not_run(model: nn.Module, errors: list[str]) -> ValueError:
+    detail = "; ".join(e.splitlines()[0][:200] for e in errors[:3])
+    from .model_profile import ProfileError  # the error type lives with the profile data
+
+    return ProfileError(
+        f"{type(model).__name__} did not run on a dummy batch ({detail}). If it needs a particular input size, "
+        "pass probe_size=(height, width) (or give it a pretrained_cfg['input_size']); if it needs other "
+        "input channels, pass in_channels="
+    )

@@ -133,7 +133,10 @@ def load_model(args: argparse.Namespace, device: Any = None, *, allow_unwrappabl
             )
     if profile is None:
         preprocessing = base.with_overrides(
-            mean=args.mean, std=args.std, size=args.image_size, resize=getattr(args, "resize", None),
+            mean=args.mean,
+            std=args.std,
+            size=args.image_size,
+            resize=getattr(args, "resize", None),
             source="command line",
         )
         return LoadedModel(classifier, None, preprocessing, class_names(classifier), unwrappable)
