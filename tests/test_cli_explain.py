@@ -316,7 +316,11 @@ def test_a_class_token_vit_is_explained_as_it_is_with_its_own_attention(tmp_path
     args += ["--images", str(tmp_path / "a.png"), "--methods", "raw_attention,gradcam", "--no-progress"]
     assert main([*args, "--pooling", "gap", "--out", str(tmp_path / "out")]) == 0
     x = resolve_preprocessing(vit).eval_transform()(Image.open(tmp_path / "a.png").convert("RGB"))[None]
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "a_raw_attention_gap.npy"), explain(vit, x, "raw_attention")[0])
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "a_gradcam_gap.npy"), explain(vit, x, "gradcam")[0], atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "a_raw_attention_gap.npy"), explain(vit, x, "raw_attention")[0]
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "a_gradcam_gap.npy"), explain(vit, x, "gradcam")[0], atol=1e-6
+    )
     assert main([*args, "--pooling", "gap,ca", "--out", str(tmp_path / "ca")]) == 2
     assert "class token, no average pooling" in capsys.readouterr().err and not (tmp_path / "ca").exists()

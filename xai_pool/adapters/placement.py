@@ -158,11 +158,12 @@ def check_order(
     size = recording.image_size
     spares = [alt.path for t in taps for alt in fallbacks.get(t.path, ())]
     watched = [t.path for t in taps] + spares + [pool.path if pool.kind == "module" else pool.pooled_path]
-    changed = run_with_bumps(model, probe_input(model, channels, size), watched)
+    # The first probe image only, bumped four ways: one forward of four images.
+    changed = run_with_bumps(model, probe_input(model, channels, size)[:1], watched)
     if pool.kind == "module":
-        clean_pool, bumped_pool = recording.first(pool.path).input, changed[f"{pool.path}:in"]
+        clean_pool, bumped_pool = recording.first(pool.path).input[:1], changed[f"{pool.path}:in"]
     else:
-        clean_pool, bumped_pool = recording.first(pool.pooled_path).output, changed[pool.pooled_path]
+        clean_pool, bumped_pool = recording.first(pool.pooled_path).output[:1], changed[pool.pooled_path]
     if not follows_image(clean_pool, bumped_pool, pool.layout, size):
         raise ProfileError(
             f"the positions of the map its global pooling averages do not follow the image (read as "
@@ -171,7 +172,7 @@ def check_order(
         )
 
     def ordered(tap: Tap) -> bool:
-        clean = tap.select(recording.first(tap.path).output)
+        clean = tap.select(recording.first(tap.path).output)[:1]
         return follows_image(clean, [tap.select(v) for v in changed[tap.path]], tap.layout, size)
 
     kept, dropped = [], []
