@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +78,25 @@ def test_cli_trains_end_to_end(tmp_path, capsys) -> None:
     model = attach_stream(build_classifier("resnet18", weights))
     load_stream(model, out / "best.pt")
     load_stream(model, out / "last.pt")
+    # run.json: the preprocessing used (torchvision's resnet18 metadata scaled to --image-size 64) and the status.
+    run = json.loads((out / "run.json").read_text())
+    assert run["preprocessing"]["input_size"] == [64, 64] and run["preprocessing"]["resize_size"] == 73
+    assert run["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and run["profile"]["taps"][0]["path"] == "maxpool"
+    assert (run["epochs_done"], run["epochs"], run["finished"]) == (2, 2, True)
 
     # A repeated command refuses to overwrite the run; --resume continues it (one more epoch).
     assert main(train_args(data, weights, out)) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    with warnings.catch_warnings():  # the broken file may or may not fall in the two steps run
+        warnings.simplefilter("ignore", UserWarning)
+        assert main([*train_args(data, weights, out), "--resume", "--epochs", "4", "--max-steps", "8"]) == 0
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2  # stopped inside epoch 3 (3 steps an epoch)
+    run = json.loads((out / "run.json").read_text())
+    assert (run["epochs_done"], run["epochs"], run["finished"]) == (2, 4, False)
     with pytest.warns(UserWarning, match="broken.png"):
         assert main([*train_args(data, weights, out), "--resume", "--epochs", "3"]) == 0
     assert len((out / "history.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "run.json").read_text())["finished"] is True
 
 
 def test_cli_label_free_with_unrelated_folders(tmp_path, capsys) -> None:

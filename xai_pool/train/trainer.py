@@ -254,7 +254,9 @@ def train_stream(
         on_step: called after every optimizer step with a dict (``epoch``, ``step``,
             ``global_step``, ``loss``, ``lr``); an exception raised there stops training.
         metadata: JSON-serialisable facts about the run (the commands record the model profile
-            and the preprocessing); written to ``out_dir/run.json`` with every training state.
+            and the preprocessing); written to ``out_dir/run.json`` with every training state,
+            with ``epochs_done``, ``epochs`` and ``finished`` (false for a run killed or stopped
+            by ``max_steps`` before its last epoch).
 
     Returns:
         The history: one dict per finished epoch with ``epoch`` (1-based), ``train_loss``,
@@ -881,8 +883,10 @@ class _Run:
                 "world_size": self.info.world_size,
             },
         )
-        if self.metadata is not None:  # how the run's images are prepared, beside its checkpoints
-            atomic_write_text(self.out_dir / "run.json", json.dumps(self.metadata, indent=2, allow_nan=False) + "\n")
+        if self.metadata is not None:  # how the run's images are prepared, and whether the run is finished
+            status = {"epochs_done": self.epoch, "epochs": self.epochs, "finished": self.epoch >= self.epochs}
+            text = json.dumps({**self.metadata, **status}, indent=2, allow_nan=False) + "\n"
+            atomic_write_text(self.out_dir / "run.json", text)
         self._promote_staging()
 
     # ------------------------------------------------------------------ non-finite losses
