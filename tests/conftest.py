@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import socket
 
 import pytest
@@ -109,8 +111,14 @@ def assert_same_state(before: dict, after: dict) -> None:
     """Assert two :func:`model_state` snapshots are equal, tensors bit for bit."""
     for key in ("pooling", "training", "tree", "requires_grad", "grad_ids", "hooks"):
         assert after[key] == before[key], f"{key} changed"
-    for b, a in zip(before["grads"], after["grads"]):
+    for b, a in zip(before["grads"], after["grads"], strict=True):
         assert (a is None and b is None) or torch.equal(a, b), ".grad values changed"
     assert before["tensors"].keys() == after["tensors"].keys()
     changed = [k for k, v in before["tensors"].items() if not torch.equal(v, after["tensors"][k])]
     assert not changed, f"parameters or buffers changed: {changed}"
+
+
+def csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts (the file is closed)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
