@@ -13,9 +13,9 @@ import statistics
 
 import torch
 import torchvision
+from _timing import timed
 
 from xai_pool import attach_stream
-from _timing import timed
 
 
 def main() -> None:
@@ -49,9 +49,8 @@ def main() -> None:
     print(
         f"{args.arch} batch {args.batch} {args.size}x{args.size} on {device} (torch threads {torch.get_num_threads()})"
     )
-    print(
-        f"median GAP forward {statistics.median(gap_times) * 1e3:.1f} ms, CA forward {statistics.median(ca_times) * 1e3:.1f} ms"
-    )
+    gap_ms, ca_ms = statistics.median(gap_times) * 1e3, statistics.median(ca_times) * 1e3
+    print(f"median GAP forward {gap_ms:.1f} ms, CA forward {ca_ms:.1f} ms")
     print(f"median ratio CA/GAP: {statistics.median(ratios):.3f}  (target <= 1.05)")
 
 

@@ -25,19 +25,19 @@ import gc
 import io
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import pytorch_grad_cam  # noqa: E402
-
-from xai_pool import attach_stream, explain  # noqa: E402
-from xai_pool.saliency import METHODS, RawAttention, ScoreCAM  # noqa: E402
+import pytorch_grad_cam
 from _timing import timed
+
+from xai_pool import attach_stream, explain
+from xai_pool.saliency import METHODS, RawAttention, ScoreCAM
 
 _PERTURBATION = ("scorecam", "ablationcam")  # one forward pass per channel
 

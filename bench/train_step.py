@@ -18,10 +18,10 @@ import statistics
 
 import torch
 import torchvision
+from _timing import timed
 
 from xai_pool import attach_stream
 from xai_pool.train import Objective, init_stream, train_step
-from _timing import timed
 
 
 def main() -> None:
