@@ -142,8 +142,8 @@ def masks(setup) -> Path:
 
 
 def test_masks_follow_the_image_transform(setup, masks) -> None:
-    from xai_pool.commands.evaluate import MaskedFolder
     from xai_pool.adapters import Preprocessing
+    from xai_pool.commands.evaluate import MaskedFolder
     from xai_pool.imageio import SafeImageFolder
 
     transform = Preprocessing().with_overrides(size=64).eval_transform()  # ImageNet's 224/256, scaled to 64

@@ -11,9 +11,9 @@ import torchvision
 from PIL import Image
 
 from xai_pool import attach_stream, save_stream
+from xai_pool.adapters.preprocessing import from_torchvision_weights
 from xai_pool.cli import main
 from xai_pool.commands.explain import output_names, overlay
-from xai_pool.adapters.preprocessing import from_torchvision_weights
 
 
 @pytest.fixture(scope="module")
