@@ -8,12 +8,13 @@ table data as the Markdown (no Markdown round trip).
 
 Whole or nothing: the files are written into a temporary sibling folder with
 ``manifest.json`` (the completion marker, written last), which then replaces the output
-folder by renames (:mod:`xai_pool.atomic`: a killed writer's staging folder is removed, and a
-report moved aside is put back, by the next run). When the output folder also holds files that are not the report's (the
-demo keeps its trained stream there), the report's files are moved in one by one after the
-old marker is removed, and the marker is written last: a folder without ``manifest.json``
-is incomplete, and :func:`is_complete` says so. Timings and the number of processes go to
-``run.json`` only, so that the other files of two runs on the same data are identical.
+folder by renames (:mod:`xai_pool.atomic`: the next run removes a killed writer's staging
+folder and puts back a report it had moved aside). When the output folder also holds files
+that are not the report's (the demo keeps its trained stream there), the report's files are
+moved in one by one after the old marker is removed, and the marker is written last: a
+folder without ``manifest.json`` is incomplete, and :func:`is_complete` says so. Timings and
+the number of processes go to ``run.json`` only, so that the other files of two runs on the
+same data are identical.
 """
 
 from __future__ import annotations
