@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import socket
 
@@ -47,6 +48,17 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _xai_pool_logging_as_it_was():
+    # A command run in-process (cli.main) gives the "xai_pool" logger a stderr handler and a
+    # level; without this, whatever a later test logs would depend on the tests run before it.
+    logger = logging.getLogger("xai_pool")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

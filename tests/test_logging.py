@@ -4,13 +4,14 @@ and only they name command-line flags."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
@@ -101,23 +102,18 @@ def test_training_a_classifier_logs_its_epochs_and_prints_nothing(capsys, caplog
     assert len(lines) == 2 and lines[0].startswith("epoch   1  train loss") and "test loss" in lines[0]
 
 
-@pytest.fixture
-def xai_pool_logger():
-    logger = logging.getLogger("xai_pool")
-    handlers, level = list(logger.handlers), logger.level
-    yield logger
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-
-
-def test_the_commands_show_log_lines_on_the_current_stderr(xai_pool_logger, capsys) -> None:
-    configure_logging()
+def test_the_commands_show_log_lines_on_the_current_stderr(capsys) -> None:
+    # (tests/conftest.py puts the logger back as it was after each test)
+    xai_pool_logger = configure_logging()
     configure_logging()  # a second command in the same process adds no second handler
     ours = [h for h in xai_pool_logger.handlers if h not in logging.getLogger().handlers]
     assert len(ours) == 1 and xai_pool_logger.level == logging.INFO
     logging.getLogger("xai_pool.pipeline").info("[1/4] a step")
     logging.getLogger("xai_pool.pipeline").debug("not shown")
-    assert capsys.readouterr() == ("", "[1/4] a step\n")  # the stderr of now, not of the first call
+    assert capsys.readouterr() == ("", "[1/4] a step\n")
+    with contextlib.redirect_stderr(io.StringIO()) as redirected:  # the stderr of now, not of the first call
+        logging.getLogger("xai_pool.pipeline").info("[2/4] another step")
+    assert redirected.getvalue() == "[2/4] another step\n" and capsys.readouterr() == ("", "")
     configure_logging(quiet=True)
     logging.getLogger("xai_pool.train").info("an epoch")
     logging.getLogger("xai_pool.train").warning("a warning")
