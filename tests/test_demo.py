@@ -32,6 +32,7 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| Grad-CAM | CA |" in run.stdout  # the summary table is printed
+    assert "[2/4] training the CA-Stream" in run.stderr and "[2/4]" not in run.stdout  # the steps are logged
     rows = csv_rows(out / "metrics.csv")
     pairs = {(r["method"], r["pooling"]) for r in rows}
     assert pairs == {("raw_attention", "ca")} | {
@@ -61,4 +62,4 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
         timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "reusing the trained stream" in again.stdout
+    assert "reusing the trained stream" in again.stderr

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._logging import configure_logging
 from ._model import add_model_arguments, check_model_arguments, load_model, run_metadata
 
 __all__ = ["register", "run", "spread_indices"]
@@ -232,6 +233,7 @@ def _data_key(dataset: object, indices: list[int] | None, preprocessing: object)
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation (one process, or one of torchrun's) and write the report on rank 0."""
+    configure_logging()
     methods, poolings, metrics = _check_args(args)
 
     import torch
