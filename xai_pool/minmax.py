@@ -37,8 +37,8 @@ def minmax_normalize(maps: Maps, *, eps: float = 0.0) -> Maps:
         eps: added to every denominator.
 
     Returns:
-        The normalised maps, same type, shape and dtype, in [0, 1] (strictly below 1 when
-        ``eps > 0``).
+        The normalised maps, same type, shape and dtype, in [0, 1] (the maximum is slightly
+        below 1 when ``eps`` is not negligible next to ``max - min``).
 
     Example:
         >>> minmax_normalize(np.array([[1.0, 3.0], [2.0, 5.0]]))
