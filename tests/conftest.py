@@ -50,15 +50,18 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+_XAI_POOL_LOGGER = logging.getLogger("xai_pool")
+_LOGGING_AT_START = (list(_XAI_POOL_LOGGER.handlers), _XAI_POOL_LOGGER.level)
+
+
 @pytest.fixture(autouse=True)
-def _xai_pool_logging_as_it_was():
-    # A command run in-process (cli.main) gives the "xai_pool" logger a stderr handler and a
-    # level; without this, whatever a later test logs would depend on the tests run before it.
-    logger = logging.getLogger("xai_pool")
-    handlers, level = list(logger.handlers), logger.level
+def _xai_pool_logging_as_at_start():
+    # A command run in-process (cli.main, also from module-scoped fixtures) gives the "xai_pool"
+    # logger a stderr handler and a level; without this, whatever a later test logs would
+    # depend on the tests run before it.
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    _XAI_POOL_LOGGER.handlers[:] = _LOGGING_AT_START[0]
+    _XAI_POOL_LOGGER.setLevel(_LOGGING_AT_START[1])
 
 
 @pytest.fixture

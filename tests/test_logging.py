@@ -89,8 +89,12 @@ def test_importing_xai_pool_prints_nothing() -> None:
     assert run.stdout == "" and run.stderr == ""
 
 
-def test_training_a_classifier_logs_its_epochs_and_prints_nothing(capsys, caplog) -> None:
+def test_training_a_classifier_logs_its_epochs_and_prints_nothing(capsys, caplog, monkeypatch) -> None:
     from xai_pool.zoo import train_gap_classifier
+
+    # Only what the library writes itself: no handler an application (a module-scoped fixture
+    # that ran a command) may have installed.
+    monkeypatch.setattr(logging.getLogger("xai_pool"), "handlers", [])
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
