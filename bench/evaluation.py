@@ -168,12 +168,9 @@ def forwards(model, data, args) -> None:
     print(f"\n1. Forward passes per image ({pairs} method x pooling pairs, {steps} steps, hook on the backbone)")
     print(f"   protocol minimum (2 clean + {pairs} x (1 + 2 x {steps}))   {minimum:10.2f}")
     print(f"   explainers' own forwards (explain alone)           {explainers:10.2f}")
-    print(
-        f"   report.compare, metrics part (measured - explainers) {new - explainers:8.2f}  ratio {(new - explainers) / minimum:.3f}"
-    )
-    print(
-        f"   old loop, metrics part                             {old - explainers:10.2f}  ratio {(old - explainers) / minimum:.3f}"
-    )
+    new_ratio, old_ratio = (new - explainers) / minimum, (old - explainers) / minimum
+    print(f"   report.compare, metrics part (measured - explainers) {new - explainers:8.2f}  ratio {new_ratio:.3f}")
+    print(f"   old loop, metrics part                             {old - explainers:10.2f}  ratio {old_ratio:.3f}")
     print(f"   report.compare, everything                         {new:10.2f}")
     print(f"   old loop, everything                               {old:10.2f}")
 
@@ -275,8 +272,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, data = build(args)
     print(
-        f"ResNet-18 + CA-Stream, {args.images} images at {args.size} px, step {args.step}, methods {', '.join(args.methods)}, "
-        f"loader batch {args.batch_size}, eval batch {args.eval_batch_size}, torch {torch.__version__}"
+        f"ResNet-18 + CA-Stream, {args.images} images at {args.size} px, step {args.step}, "
+        f"methods {', '.join(args.methods)}, loader batch {args.batch_size}, eval batch {args.eval_batch_size}, "
+        f"torch {torch.__version__}"
     )
     forwards(model, data, args)
     wall_time(model, data, args)

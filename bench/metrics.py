@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 from xai_pool.metrics import evaluate
+from xai_pool.runtime import resolve_device
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     args = parser.parse_args()
     if args.quick:
         args.images, args.size, args.reps = 2, 64, 2
@@ -105,7 +106,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device, name="--device")
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval().to(device)
     images = torch.randn(args.images, 3, args.size, args.size, device=device)

@@ -13,9 +13,10 @@ import statistics
 
 import torch
 import torchvision
+from _timing import timed
 
 from xai_pool import attach_stream
-from _timing import timed
+from xai_pool.runtime import resolve_device
 
 
 def main() -> None:
@@ -24,12 +25,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (resnet18, 64x64, 3 reps)")
     args = parser.parse_args()
     if args.quick:
         args.arch, args.size, args.reps, args.batch = "resnet18", 64, 3, 4
-    device = torch.device(args.device)
+    device = resolve_device(args.device, name="--device")
     model = attach_stream(torchvision.models.get_model(args.arch)).to(device)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
 
@@ -49,9 +50,8 @@ def main() -> None:
     print(
         f"{args.arch} batch {args.batch} {args.size}x{args.size} on {device} (torch threads {torch.get_num_threads()})"
     )
-    print(
-        f"median GAP forward {statistics.median(gap_times) * 1e3:.1f} ms, CA forward {statistics.median(ca_times) * 1e3:.1f} ms"
-    )
+    gap_ms, ca_ms = statistics.median(gap_times) * 1e3, statistics.median(ca_times) * 1e3
+    print(f"median GAP forward {gap_ms:.1f} ms, CA forward {ca_ms:.1f} ms")
     print(f"median ratio CA/GAP: {statistics.median(ratios):.3f}  (target <= 1.05)")
 
 

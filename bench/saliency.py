@@ -25,19 +25,20 @@ import gc
 import io
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import pytorch_grad_cam  # noqa: E402
-
-from xai_pool import attach_stream, explain  # noqa: E402
-from xai_pool.saliency import METHODS, RawAttention, ScoreCAM  # noqa: E402
+import pytorch_grad_cam
 from _timing import timed
+
+from xai_pool import attach_stream, explain
+from xai_pool.runtime import resolve_device
+from xai_pool.saliency import METHODS, RawAttention, ScoreCAM
 
 _PERTURBATION = ("scorecam", "ablationcam")  # one forward pass per channel
 
@@ -246,11 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args.methods = None if args.methods is None else [m.strip() for m in args.methods.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = resolve_device(args.device, name="--device")
     if not args.skip_methods:
         bench_methods(args, device)
     if not args.skip_score_cam:

@@ -18,10 +18,11 @@ import statistics
 
 import torch
 import torchvision
+from _timing import timed
 
 from xai_pool import attach_stream
+from xai_pool.runtime import resolve_device
 from xai_pool.train import Objective, init_stream, train_step
-from _timing import timed
 
 
 def main() -> None:
@@ -31,14 +32,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 3 repetitions")
     args = parser.parse_args()
     if args.quick:
         args.batch, args.reps = 4, 3
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device, name="--device")
 
     torch.manual_seed(0)
     plain = torchvision.models.get_model(args.arch, weights=None).eval().to(device)

@@ -17,6 +17,7 @@ forward passes per image; add it with --methods raw_attention,gradcam,gradcam++,
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small smoke run (96 px, 320 images, 1 epoch each)")
     parser.add_argument("--methods", default=None, help="comma-separated saliency methods")
     parser.add_argument("--test-images", type=int, default=None, help="number of test images to report on")
-    parser.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()))
     if args.test_images is not None:
         config = replace(config, test_images=args.test_images)
-    run_transfer(args.out, config=config, device=args.device, progress=False if args.no_progress else None)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the run's steps, on stderr
+    run = run_transfer(args.out, config=config, device=args.device, progress=False if args.no_progress else None)
+    print(run["summary"])
     return 0
 
 

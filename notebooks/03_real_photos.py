@@ -131,7 +131,7 @@ if (run_dir / "finetuned.pt").exists() and (run_dir / "stream" / "last.pt").exis
 else:
     run_dir = Path(tempfile.mkdtemp(prefix="xai_pool_transfer_"))
     config = transfer_config(quick=True)
-    transfer = run_transfer(run_dir, config=config, quiet=True, progress=False)["model"]
+    transfer = run_transfer(run_dir, config=config, progress=False)["model"]
     print("trained a quick transfer model in", run_dir)
 transfer = transfer.eval()
 

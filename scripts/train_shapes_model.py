@@ -10,8 +10,8 @@ What it does: seeds torch, renders ShapesScenes("train", n=6000) and ShapesScene
 n=2000) (seed 0), builds ShapesResNet, trains it with
 :func:`xai_pool.zoo.train_gap_classifier` (its defaults are the shipped recipe), prints
 the test accuracy, converts the weights to float16 (to keep the package small), re-checks
-the accuracy of the converted weights, and writes them atomically (a temporary file in the
-target folder, then ``os.replace``), only if that accuracy reaches ``--min-accuracy``.
+the accuracy of the converted weights, and writes them atomically
+(:func:`xai_pool.checkpoint.atomic_torch_save`), only if that accuracy reaches ``--min-accuracy``.
 
 Same seed, same thread count and same torch build give the same weights; other thread
 counts or CPUs can change the last bits of the float sums and hence the weights slightly.
@@ -20,14 +20,14 @@ counts or CPUs can change the last bits of the float sums and hence the weights 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from xai_pool.checkpoint import atomic_torch_save
 from xai_pool.data import ShapesScenes
 from xai_pool.zoo import WEIGHTS_PATH, ShapesResNet, evaluate_accuracy, train_gap_classifier
 
@@ -52,23 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write ``state`` to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; package data must be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train, check and write the weights; returns the process exit code."""
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # one line per epoch (xai_pool.zoo)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -90,12 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    if args.no_progress:  # the progress bar already printed one line per epoch
-        for e in history.epochs:
-            print(
-                f"epoch {e.epoch:3d}  train loss {e.train_loss:.3f} acc {e.train_accuracy:.3f}  "
-                f"test loss {e.test_loss:.3f} acc {e.test_accuracy:.3f}  ({e.seconds:.0f} s)"
-            )
     print(f"test accuracy (float32): {history.final_test_accuracy:.4f}")
 
     # float16 halves the file; check the accuracy of exactly what ships.
@@ -111,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if accuracy < args.min_accuracy:
         print(f"accuracy below --min-accuracy {args.min_accuracy}; weights NOT written", file=sys.stderr)
         return 1
-    save_atomic(state, args.out)
+    atomic_torch_save(state, args.out)  # 0o666 minus the umask: world-readable package data
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -104,8 +104,13 @@ def main() -> None:
         return
     docs = ROOT / "docs" / "core.md"
     text = docs.read_text()
-    attention = "\n".join(["| zoo | model | pooling attention | read as | default CAM layer |", "|---|---|---|---|---|",
-                           *attention_rows()])
+    attention = "\n".join(
+        [
+            "| zoo | model | pooling attention | read as | default CAM layer |",
+            "|---|---|---|---|---|",
+            *attention_rows(),
+        ]
+    )
     text = _replace(text, ATTENTION_START, ATTENTION_END, attention)
     if not args.attention_only:
         table = "\n".join(["| zoo | model | result | how |", "|---|---|---|---|", *rows()])

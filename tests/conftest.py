@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import logging
+import os
 import socket
 
 import pytest
@@ -45,6 +48,20 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+_XAI_POOL_LOGGER = logging.getLogger("xai_pool")
+_LOGGING_AT_START = (list(_XAI_POOL_LOGGER.handlers), _XAI_POOL_LOGGER.level)
+
+
+@pytest.fixture(autouse=True)
+def _xai_pool_logging_as_at_start():
+    # A command run in-process (cli.main, also from module-scoped fixtures) gives the "xai_pool"
+    # logger a stderr handler and a level; without this, whatever a later test logs would
+    # depend on the tests run before it.
+    yield
+    _XAI_POOL_LOGGER.handlers[:] = _LOGGING_AT_START[0]
+    _XAI_POOL_LOGGER.setLevel(_LOGGING_AT_START[1])
 
 
 @pytest.fixture
@@ -109,8 +126,14 @@ def assert_same_state(before: dict, after: dict) -> None:
     """Assert two :func:`model_state` snapshots are equal, tensors bit for bit."""
     for key in ("pooling", "training", "tree", "requires_grad", "grad_ids", "hooks"):
         assert after[key] == before[key], f"{key} changed"
-    for b, a in zip(before["grads"], after["grads"]):
+    for b, a in zip(before["grads"], after["grads"], strict=True):
         assert (a is None and b is None) or torch.equal(a, b), ".grad values changed"
     assert before["tensors"].keys() == after["tensors"].keys()
     changed = [k for k, v in before["tensors"].items() if not torch.equal(v, after["tensors"][k])]
     assert not changed, f"parameters or buffers changed: {changed}"
+
+
+def csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts (the file is closed)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

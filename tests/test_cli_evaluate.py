@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -23,7 +22,7 @@ import xai_pool.explainer
 from xai_pool import attach_stream, save_stream
 from xai_pool.cli import main
 
-from .conftest import free_port
+from .conftest import csv_rows, free_port
 
 CLASSES = ("cat", "dog")
 PER_CLASS = 5  # 10 readable images in batches of 2: 5 batches, so kept examples span 3 of them
@@ -84,13 +83,13 @@ def reference(setup, tmp_path_factory) -> Path:
 
 
 def test_evaluate_writes_the_report(reference) -> None:
-    rows = list(csv.DictReader(open(reference / "metrics.csv")))
+    rows = csv_rows(reference / "metrics.csv")
     assert [(r["method"], r["pooling"]) for r in rows] == [
         ("raw_attention", "ca"),
         ("gradcam", "gap"),
         ("gradcam", "ca"),
     ]
-    per_image = list(csv.DictReader(open(reference / "per_image.csv")))
+    per_image = csv_rows(reference / "per_image.csv")
     assert len(per_image) == 2 * PER_CLASS * 3  # the broken image is skipped
     # ImageFolder order: the cats (label 0) first, then the dogs
     assert [int(r["label"]) for r in per_image[: 2 * PER_CLASS]] == [0] * PER_CLASS + [1] * PER_CLASS
@@ -143,8 +142,8 @@ def masks(setup) -> Path:
 
 
 def test_masks_follow_the_image_transform(setup, masks) -> None:
-    from xai_pool.commands.evaluate import MaskedFolder
     from xai_pool.adapters import Preprocessing
+    from xai_pool.commands.evaluate import MaskedFolder
     from xai_pool.imageio import SafeImageFolder
 
     transform = Preprocessing().with_overrides(size=64).eval_transform()  # ImageNet's 224/256, scaled to 64
@@ -165,7 +164,7 @@ def test_masks_and_tolerance_reach_the_pointing_game(setup, masks, tmp_path) -> 
         out = tmp_path / f"t{tolerance}"
         with pytest.warns(UserWarning, match="unreadable"):
             assert main(["evaluate", *_args(setup, out, **extra, **{"--tolerance": tolerance})]) == 0
-        rows = list(csv.DictReader(open(out / "per_image.csv")))
+        rows = csv_rows(out / "per_image.csv")
         results[tolerance] = [float(r["pointing_game"]) for r in rows]
         assert {"pointing_game", "energy_pointing_game", "ad"} <= set(rows[0])  # localisation added by default
     assert len(results["0"]) == 2 * PER_CLASS and set(results["0"]) <= {0.0, 100.0}
@@ -193,9 +192,9 @@ def test_bad_arguments_fail_before_any_work(setup, tmp_path, capsys, monkeypatch
         assert message in capsys.readouterr().err, extra
     (tmp_path / "taken").write_text("x")
     assert main(["evaluate", *_args(setup, tmp_path / "taken")]) == 2
-    assert "is an existing file" in capsys.readouterr().err
+    assert "cannot write --out" in (err := capsys.readouterr().err) and "it is a file, not a folder" in err
     assert main(["evaluate", *_args(setup, tmp_path / "taken" / "sub")]) == 2  # parent is a file
-    assert "cannot write the output folder" in capsys.readouterr().err
+    assert "/taken' is a file, not a folder" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
 
 

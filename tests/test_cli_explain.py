@@ -11,9 +11,9 @@ import torchvision
 from PIL import Image
 
 from xai_pool import attach_stream, save_stream
+from xai_pool.adapters.preprocessing import from_torchvision_weights
 from xai_pool.cli import main
 from xai_pool.commands.explain import output_names, overlay
-from xai_pool.adapters.preprocessing import from_torchvision_weights
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_end_to_end(files, tmp_path, capsys) -> None:
         ]:
             saliency = np.load(out / f"{stem}_{method}_{pooling}.npy")
             assert saliency.shape == (64, 64) and saliency.dtype == np.float32
-            assert 0 <= saliency.min() and saliency.max() <= 1
+            assert saliency.min() >= 0 and saliency.max() <= 1
             picture = Image.open(out / f"{stem}_{method}_{pooling}.png")
             assert picture.mode == "RGB" and picture.size == (64, 64)
             rgb = np.asarray(Image.open(out / f"{stem}_input.png"), dtype=np.float32) / 255
@@ -189,7 +189,7 @@ def test_every_input_gets_its_own_files_and_the_count_is_what_exists(files, tmp_
     )
     with open(out / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["image"], r["name"]) for r in rows] == list(zip(map(str, images), names))
+    assert [(r["image"], r["name"]) for r in rows] == list(zip(map(str, images), names, strict=True))
     # Each file holds its own image's map: the two "cat" inputs differ, so do their maps.
     assert not np.array_equal(np.load(out / "cat_gradcam_gap.npy"), np.load(out / "cat_3_gradcam_gap.npy"))
 

@@ -31,7 +31,7 @@ def test_batch_is_normalised_crop_of_the_rgb():
     photos = sample_photos(["chelsea", "grace_hopper"], size=96, mean=mean, std=std)
     assert photos.names == ("chelsea", "grace_hopper") and len(photos) == 2
     assert photos.images.shape == (2, 3, 96, 96) and photos.images.dtype == torch.float32
-    assert photos.rgb.shape == (2, 96, 96, 3) and 0.0 <= photos.rgb.min() and photos.rgb.max() <= 1.0
+    assert photos.rgb.shape == (2, 96, 96, 3) and photos.rgb.min() >= 0.0 and photos.rgb.max() <= 1.0
     rebuilt = (torch.from_numpy(photos.rgb).permute(0, 3, 1, 2) - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(
         std
     ).view(3, 1, 1)
@@ -39,7 +39,8 @@ def test_batch_is_normalised_crop_of_the_rgb():
 
 
 def test_centre_crop_keeps_the_middle():
-    # chelsea is 300x451: resizing the short side to 300 keeps it; torchvision's centre crop starts at round(151 / 2) = 76.
+    # chelsea is 300x451: resizing the short side to 300 keeps it; torchvision's centre crop starts
+    # at round(151 / 2) = 76.
     photos = sample_photos(["chelsea"], size=300, resize=300, mean=(0, 0, 0), std=(1, 1, 1))
     raw = load_photo("chelsea").astype(np.float32) / 255.0
     offset = int(round((raw.shape[1] - 300) / 2))

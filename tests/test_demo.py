@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -10,6 +9,8 @@ import sys
 import pytest
 
 from xai_pool.demo import DemoConfig, demo_config
+
+from .conftest import csv_rows
 
 
 def test_quick_config_is_smaller_and_full_config_meets_the_issue() -> None:
@@ -31,7 +32,8 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| Grad-CAM | CA |" in run.stdout  # the summary table is printed
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert "[2/4] training the CA-Stream" in run.stderr and "[2/4]" not in run.stdout  # the steps are logged
+    rows = csv_rows(out / "metrics.csv")
     pairs = {(r["method"], r["pooling"]) for r in rows}
     assert pairs == {("raw_attention", "ca")} | {
         (m, p) for m in ("gradcam", "gradcam++", "scorecam") for p in ("gap", "ca")
@@ -47,7 +49,7 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["n_images"] == demo_config(True).test_images
-    per_image = list(csv.DictReader(open(out / "per_image.csv")))
+    per_image = csv_rows(out / "per_image.csv")
     assert len(per_image) == 7 * demo_config(True).test_images
     assert (out / "report.md").read_text().startswith("# xai_pool demo")
     assert json.loads((out / "manifest.json").read_text())["complete"]  # written last
@@ -60,4 +62,4 @@ def test_demo_quick_end_to_end(tmp_path) -> None:
         timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "reusing the trained stream" in again.stdout
+    assert "reusing the trained stream" in again.stderr

@@ -129,11 +129,13 @@ def test_examples_are_short() -> None:
         assert lines <= 100, f"{script} has {lines} lines; examples should stay short (about 80)"
 
 
-def test_transfer_example_passes_its_options_to_run_transfer(monkeypatch, tmp_path) -> None:
+def test_transfer_example_passes_its_options_to_run_transfer(monkeypatch, tmp_path, capsys) -> None:
     # The run itself is tested in tests/test_transfer.py; here only the script's wiring.
     module = _load("transfer_lite0.py")
     calls: list[tuple] = []
-    monkeypatch.setattr(module, "run_transfer", lambda out, **kwargs: calls.append((out, kwargs)))
+    monkeypatch.setattr(
+        module, "run_transfer", lambda out, **kwargs: calls.append((out, kwargs)) or {"summary": "the summary"}
+    )
     assert (
         module.main(
             ["--out", str(tmp_path), "--quick", "--methods", "gradcam, scorecam", "--test-images", "7", "--no-progress"]
@@ -145,6 +147,7 @@ def test_transfer_example_passes_its_options_to_run_transfer(monkeypatch, tmp_pa
     assert out == tmp_path and kwargs["progress"] is False
     assert config.methods == ("gradcam", "scorecam") and config.test_images == 7
     assert config.image_size == 96 and config.finetune_epochs == 1  # --quick sizes
+    assert capsys.readouterr().out == "the summary\n"  # the script prints what the library returns
     calls.clear()
     module.main(["--out", str(tmp_path)])
     assert calls[0][1]["config"].image_size == 128 and calls[0][1]["progress"] is None

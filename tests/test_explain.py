@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import timm
 import torch
-from torch import nn
 import torch.nn.functional as F
 import torchvision
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from torch import nn
 
 import xai_pool
 from xai_pool import attach_stream, explain

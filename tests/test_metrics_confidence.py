@@ -73,10 +73,10 @@ def test_input_space_by_hand():
 def test_per_channel_normalisation_by_hand():
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.125)
     pixel = 0.8
-    x = torch.stack([torch.full((2, 2), (pixel - m) / s) for m, s in zip(mean, std)])[None]
-    clean = np.mean([(pixel - m) / s for m, s in zip(mean, std)])
+    x = torch.stack([torch.full((2, 2), (pixel - m) / s) for m, s in zip(mean, std, strict=True)])[None]
+    clean = np.mean([(pixel - m) / s for m, s in zip(mean, std, strict=True)])
     # mean of S is 0.5, and E_c = (0.8 S - mean_c) / std_c is linear in S
-    masked = np.mean([(pixel * 0.5 - m) / s for m, s in zip(mean, std)])
+    masked = np.mean([(pixel * 0.5 - m) / s for m, s in zip(mean, std, strict=True)])
     out = evaluate(MeanLogit(a=0.5), x, RAW[None], labels=[0], metrics=CONF, mean=mean, std=std)
     p, o = sigmoid(0.5 * clean), sigmoid(0.5 * masked)
     assert p > o

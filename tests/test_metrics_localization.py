@@ -128,7 +128,7 @@ def test_pointing_game_tolerance_equals_brute_force_distances(tolerance: float):
     masks[0] = False  # an empty mask: always a miss
     ys, xs = torch.meshgrid(torch.arange(9.0), torch.arange(11.0), indexing="ij")
     expected_first, expected_fraction = [], []
-    for s, m in zip(scores, masks):
+    for s, m in zip(scores, masks, strict=True):
         inside = torch.stack([ys[m], xs[m]], dim=1)  # (k, 2)
         maximal = torch.nonzero(s == s.max()).double()  # raster order
         hits = [bool(len(inside)) and bool((((inside - p) ** 2).sum(1) <= tolerance**2).any()) for p in maximal]

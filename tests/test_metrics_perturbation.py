@@ -151,7 +151,7 @@ def test_invariant_to_monotone_transforms(transform):
     model = TinyConv()
     x = torch.randn(3, 3, 6, 6)
     maps = torch.rand(3, 6, 6)
-    kwargs = dict(metrics=("insertion", "deletion"), step=5, return_curves=True, batch_size=7)
+    kwargs = {"metrics": ("insertion", "deletion"), "step": 5, "return_curves": True, "batch_size": 7}
     ref = evaluate(model, x, maps, **kwargs)
     out = evaluate(model, x, transform(maps), **kwargs)
     for key in ("insertion", "deletion", "insertion_curve", "deletion_curve"):

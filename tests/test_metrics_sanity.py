@@ -36,7 +36,10 @@ def input_gradient(model: nn.Module, images: torch.Tensor, classes: torch.Tensor
 def test_model_independent_maps_keep_correlation_one():
     model = small_model()
     x = torch.randn(2, 3, 6, 6)
-    edge = lambda m, imgs, c: imgs.abs().sum(dim=1)
+
+    def edge(m, imgs, c):
+        return imgs.abs().sum(dim=1)
+
     out = cascading_randomization(model, x, edge)
     assert out["layers"].tolist() == ["6", "2", "0"]
     np.testing.assert_allclose(out["spearman"], np.ones((3, 2)))
@@ -56,7 +59,7 @@ def test_model_dependent_maps_equal_the_cascade_by_hand_and_the_model_is_untouch
     for index in (6, 2, 0):
         randomized[index].reset_parameters()
         maps = input_gradient(randomized, x, classes).flatten(1).numpy()
-        expected.append([stats.spearmanr(a, b).statistic for a, b in zip(reference, maps)])
+        expected.append([stats.spearmanr(a, b).statistic for a, b in zip(reference, maps, strict=True)])
     assert out["layers"].tolist() == ["6", "2", "0"]
     np.testing.assert_allclose(out["spearman"], expected, rtol=0, atol=1e-12)
     assert np.abs(out["spearman"] - 1).max() > 0.1  # the maps do depend on the model

@@ -187,7 +187,7 @@ def test_road_pixel_count_differs_from_pytorch_grad_cam_as_documented() -> None:
     theirs = _grad_cam_road_counts(cam, percentiles)
     assert theirs == [PIXELS - math.ceil((PIXELS - 1) * q / 100) for q in percentiles]
     ours = [round((100 - q) / 100 * PIXELS) for q in percentiles]
-    assert [t - o for t, o in zip(theirs, ours)] == [0, 0, 0, 0, 0, 1, 0, 1, 0]
+    assert [t - o for t, o in zip(theirs, ours, strict=True)] == [0, 0, 0, 0, 0, 1, 0, 1, 0]
     # ties: every pixel tied with the threshold goes, so far more than q% can be removed
     tied = _unit_maps(1, seed=4, levels=4)[0].numpy()
     assert _grad_cam_road_counts(tied, [50]) == [int((tied >= np.percentile(tied, 50)).sum())]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from xai_pool import attach_stream
@@ -20,18 +22,18 @@ def _model(seed: int = 0):
     return attach_stream(TinyCNN(), spec=TINY_SPEC)
 
 
-def _train(model, stream_dir, calls, fresh=False, lines=None):
+def _train(model, stream_dir, calls, fresh=False):
     def train():
         calls.append("train")
         return _data()
 
     return train_or_reuse_stream(
         model, stream_dir, train, None, epochs=1, lr=0.05, batch_size=8, device=torch.device("cpu"), seed=0,
-        fresh=fresh, progress=False, log=(lines.append if lines is not None else lambda _: None),
+        fresh=fresh, progress=False,
     )  # fmt: skip
 
 
-def test_trains_then_reuses_without_generating_data(tmp_path):
+def test_trains_then_reuses_without_generating_data(tmp_path, caplog):
     calls: list[str] = []
     model = _model()
     history, reused = _train(model, tmp_path / "stream", calls)
@@ -40,10 +42,11 @@ def test_trains_then_reuses_without_generating_data(tmp_path):
     trained = {k: v.clone() for k, v in model.stream.state_dict().items()}
 
     again = _model()  # same backbone, fresh stream
-    lines: list[str] = []
-    history, reused = _train(again, tmp_path / "stream", calls, lines=lines)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xai_pool"):
+        history, reused = _train(again, tmp_path / "stream", calls)
     assert reused and history == [] and calls == ["train"]  # no data generated the second time
-    assert any("reusing the trained stream" in line for line in lines)
+    assert [r.name for r in caplog.records if "reusing the trained stream" in r.getMessage()] == ["xai_pool.pipeline"]
     for key, value in again.stream.state_dict().items():
         torch.testing.assert_close(value, trained[key], rtol=0, atol=0)
 
@@ -58,10 +61,10 @@ def test_fresh_and_unfinished_runs_train_again(tmp_path):
     assert calls == ["train", "train", "train"]
 
 
-def test_another_backbone_is_not_reused(tmp_path):
+def test_another_backbone_is_not_reused(tmp_path, caplog):
     calls: list[str] = []
     _train(_model(seed=0), tmp_path / "stream", calls)
-    lines: list[str] = []
-    _, reused = _train(_model(seed=1), tmp_path / "stream", calls, lines=lines)
+    with caplog.at_level(logging.INFO, logger="xai_pool"):
+        _, reused = _train(_model(seed=1), tmp_path / "stream", calls)
     assert not reused and calls == ["train", "train"]
-    assert any("not reusing" in line for line in lines)
+    assert any("not reusing" in record.getMessage() for record in caplog.records)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -17,8 +17,10 @@ from torch.utils.data import TensorDataset
 from xai_pool import attach_stream
 from xai_pool.metrics import adjust_p_values, curve_fractions, evaluate
 from xai_pool.report import ComparisonResult, compare, is_complete
+from xai_pool.report.writer import csv_cell
 
-from .conftest import TINY_SPEC, TinyCNN
+from .conftest import TINY_SPEC, TinyCNN, csv_rows
+from .test_atomic import dead_pid, owned_name
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +116,11 @@ def test_accuracy_is_the_share_of_correct_predictions(result: ComparisonResult) 
 
 
 def test_exports(result: ComparisonResult, tmp_path) -> None:
-    rows = list(csv.DictReader(open(result.to_csv(tmp_path / "metrics.csv"))))
+    rows = csv_rows(result.to_csv(tmp_path / "metrics.csv"))
     assert [(r["method"], r["pooling"]) for r in rows] == result.pairs
     assert {"ad", "ad_ci_low", "ad_ci_high", "ad_p_value", "ad_p_adjusted", "accuracy", "p_adjustment"} <= set(rows[0])
     assert {r["p_adjustment"] for r in rows} == {"holm"}
-    per_image = list(csv.DictReader(open(result.to_per_image_csv(tmp_path / "per_image.csv"))))
+    per_image = csv_rows(result.to_per_image_csv(tmp_path / "per_image.csv"))
     assert len(per_image) == 5 * len(result.pairs)
     data = json.loads(result.to_json(tmp_path / "metrics.json").read_text())
     assert data["schema_version"] == 2 and data["n_images"] == 5 and len(data["summary"]) == len(result.summary)
@@ -163,9 +165,49 @@ def test_write_keeps_foreign_files_of_the_folder(result: ComparisonResult, tmp_p
     assert (tmp_path / "stream" / "last.pt").read_bytes() == b"weights" and is_complete(tmp_path)
 
 
+def test_a_killed_writers_leftovers_are_cleaned_and_its_old_report_restored(result: ComparisonResult, tmp_path) -> None:
+    # What a kill -9 in the middle of write_report leaves: its staging folder, and the previous
+    # report moved aside just before the new one was renamed into place.
+    dead = dead_pid()
+    staging = tmp_path / owned_name("report", dead)
+    staging.mkdir()
+    (staging / "metrics.csv").write_text("half a report")
+    aside = tmp_path / owned_name("report", dead, "old")
+    aside.mkdir()
+    (aside / "notes.txt").write_text("the user's file in the old report folder")
+    result.write(tmp_path / "report", title="t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    # the old folder came back first (xai_pool.atomic.remove_stale_temp_files), so the new report
+    # was moved in file by file next to the user's file instead of replacing the folder
+    assert (tmp_path / "report" / "notes.txt").read_text() == "the user's file in the old report folder"
+    assert is_complete(tmp_path / "report")
+
+
+def test_report_folders_get_the_umask_permissions(result: ComparisonResult, tmp_path) -> None:
+    previous = os.umask(0o027)
+    try:
+        result.write(tmp_path / "report", title="t")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "report" / "report.html").stat().st_mode & 0o777 == 0o640
+
+
+def test_report_csv_cells_follow_the_one_escaping_rule() -> None:
+    assert [csv_cell(v) for v in ("=cmd()", "@x", "-0.5", "+3", "1e-4", "cat")] == [
+        "'=cmd()",
+        "'@x",
+        "-0.5",  # a number written as text cannot run anything (xai_pool.csvfile.escape_cell)
+        "+3",
+        "1e-4",
+        "cat",
+    ]
+    assert [csv_cell(v) for v in (None, float("nan"), np.float32(0.1234567), 2.0, 7)] == ["", "", "0.123457", "2", 7]
+
+
 def test_write_refuses_a_file_before_any_work(result: ComparisonResult, tmp_path) -> None:
     (tmp_path / "taken").write_text("x")
-    with pytest.raises(ValueError, match="is an existing file"):
+    with pytest.raises(NotADirectoryError, match="it is a file, not a folder"):
         result.write(tmp_path / "taken", title="t")
 
 
@@ -180,7 +222,7 @@ def test_figures_label_each_kept_image_with_its_own_class(result: ComparisonResu
     labels = [ax.get_ylabel() for ax in figures["side_by_side"].axes if ax.get_ylabel()]
     names = ["cat", "dog", r"\$x\$"]
     assert len(labels) == 2
-    for index, label in zip(result.examples.indices, labels):
+    for index, label in zip(result.examples.indices, labels, strict=True):
         assert label.startswith(f"#{index}, true: {names[result.labels[index]]}")
 
 

@@ -28,10 +28,13 @@ def _tiny_ca(dead_channels: int = 0, seed: int = 0):
 
 
 def _reference(model, x, targets, pooling):
-    with model.pooling_as(pooling), contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars
-        with pytorch_grad_cam.ScoreCAM(model=model, target_layers=[model.backbone.stage2]) as cam:
-            cam.batch_size = 7
-            return cam(x, targets=targets)
+    with (
+        model.pooling_as(pooling),
+        contextlib.redirect_stderr(io.StringIO()),  # its tqdm bars
+        pytorch_grad_cam.ScoreCAM(model=model, target_layers=[model.backbone.stage2]) as cam,
+    ):
+        cam.batch_size = 7
+        return cam(x, targets=targets)
 
 
 @pytest.mark.parametrize("pooling", ["gap", "ca"])
@@ -41,9 +44,8 @@ def test_same_maps_as_pytorch_grad_cam(pooling: str, dead: int) -> None:
     x = torch.randn(3, 3, 24, 24)
     targets = [ClassifierOutputTarget(1), ClassifierOutputSoftmaxTarget(3), ClassifierOutputTarget(4)]
     expected = _reference(model, x, targets, pooling)
-    with model.pooling_as(pooling):
-        with ScoreCAM(model=model, target_layers=[model.backbone.stage2], batch_size=5) as cam:
-            got = cam(x, targets=targets)
+    with model.pooling_as(pooling), ScoreCAM(model=model, target_layers=[model.backbone.stage2], batch_size=5) as cam:
+        got = cam(x, targets=targets)
     assert got.dtype == np.float32 and got.shape == (3, 24, 24)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert cam.constant_channels >= 3 * dead
@@ -104,6 +106,8 @@ def test_batch_size_is_validated_and_modes_restored() -> None:
 
 def test_target_must_return_a_scalar() -> None:
     model = _tiny_ca()
-    with ScoreCAM(model=model, target_layers=[model.backbone.stage2]) as cam:
-        with pytest.raises(ValueError, match="scalar"):
-            cam(torch.randn(1, 3, 16, 16), targets=[lambda output: output])
+    with (
+        ScoreCAM(model=model, target_layers=[model.backbone.stage2]) as cam,
+        pytest.raises(ValueError, match="scalar"),
+    ):
+        cam(torch.randn(1, 3, 16, 16), targets=[lambda output: output])

@@ -81,7 +81,7 @@ def test_float64_stream_equals_a_float64_hand_computation() -> None:
     features = [torch.randn(2, 6, 5, 4, dtype=torch.float64), torch.randn(2, 4, 3, 3, dtype=torch.float64)]
     pooled, attentions = stream(features)
     q = stream.query.expand(2, -1)
-    for block, feature, attention in zip(stream.blocks, features, attentions):
+    for block, feature, attention in zip(stream.blocks, features, attentions, strict=True):
         tokens = feature.flatten(2).transpose(1, 2)  # (B, p, d)
         logits = (tokens @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(block.dim)
         a = torch.exp(logits - logits.amax(dim=1, keepdim=True))
@@ -117,7 +117,9 @@ def test_linears_are_xavier_uniform_with_pytorch_default_biases() -> None:
         assert linear.bias.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
     biases = [linear.bias.clone() for linear in (block.key, block.value, block.proj)]
     block.reset_parameters()  # a re-initialisation redraws the biases too (randomisation sanity check)
-    assert not any(torch.equal(b, linear.bias) for b, linear in zip(biases, (block.key, block.value, block.proj)))
+    assert not any(
+        torch.equal(b, linear.bias) for b, linear in zip(biases, (block.key, block.value, block.proj), strict=True)
+    )
 
 
 def test_initial_query_is_drawn_from_n11() -> None:

@@ -155,7 +155,7 @@ def test_seed_makes_runs_reproducible() -> None:
     a, b = tiny_model(), tiny_model()
     train_stream(a, loader(32), epochs=1, seed=3)
     train_stream(b, loader(32), epochs=1, seed=3)
-    for (key, va), vb in zip(a.stream.state_dict().items(), b.stream.state_dict().values()):
+    for (key, va), vb in zip(a.stream.state_dict().items(), b.stream.state_dict().values(), strict=True):
         assert torch.equal(va, vb), key
 
 

@@ -84,7 +84,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path, monkeypatch) -> None:
     for key, value in single.stream.state_dict().items():
         torch.testing.assert_close(distributed[key], value, rtol=1e-5, atol=1e-6, msg=key)
     ddp_history = json.loads((out / "returned_history.json").read_text())
-    for a, b in zip(ddp_history, single_history):
+    for a, b in zip(ddp_history, single_history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_acc_ca"] == pytest.approx(b["val_acc_ca"]) and a["val_acc_gap"] == pytest.approx(b["val_acc_gap"])
     # Rank 0 wrote plain stream checkpoints (no DDP "module." prefix) and one log.

@@ -49,20 +49,20 @@ def run(out, *, workers: int = 0, crash_at: int | None = None, **options):
 
     train = DataLoader(NoisyColours(48, 0), batch_size=8, shuffle=True, num_workers=workers)
     val = DataLoader(NoisyColours(16, 1), batch_size=8)
-    settings = dict(epochs=3, lr=0.5, out_dir=out, checkpoint_every_steps=4, on_step=on_step)
+    settings = {"epochs": 3, "lr": 0.5, "out_dir": out, "checkpoint_every_steps": 4, "on_step": on_step}
     settings.update(options)
     history = train_stream(ca, train, val_loader=val, **settings)
     return ca, history
 
 
 def assert_same_stream(a: xai_pool.CAModel, b: xai_pool.CAModel) -> None:
-    for (key, va), vb in zip(a.stream.state_dict().items(), b.stream.state_dict().values()):
+    for (key, va), vb in zip(a.stream.state_dict().items(), b.stream.state_dict().values(), strict=True):
         assert torch.equal(va, vb), key
 
 
 def assert_same_history(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b)
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert {k: v for k, v in ra.items() if k != "time"} == {k: v for k, v in rb.items() if k != "time"}
 
 

@@ -77,7 +77,7 @@ def test_side_by_side_colorbar_and_generic_columns() -> None:
 
 def test_side_by_side_accepts_lists_and_channels_last_uint8() -> None:
     images = [np.full((10, 12, 3), 128, np.uint8), np.zeros((10, 12, 3), np.uint8)]
-    fig = side_by_side(images, methods={"Grad-CAM": {"GAP": [m for m in _maps(2)], "CA": _maps(2)}}, colorbar=False)
+    fig = side_by_side(images, methods={"Grad-CAM": {"GAP": list(_maps(2)), "CA": _maps(2)}}, colorbar=False)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["Input", "Grad-CAM GAP", "Grad-CAM CA"]
 
 

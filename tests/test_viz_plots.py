@@ -11,7 +11,6 @@ from matplotlib.figure import Figure
 
 from xai_pool.viz import insertion_deletion_curves, metric_bars
 
-
 # xai_pool.viz builds matplotlib Figures outside pyplot: none may be left in pyplot's registry
 pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 

@@ -75,7 +75,7 @@ def temp_name(target: str, kind: str = "tmp") -> str:
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
-    """fsync a folder so that renames and new entries in it survive a power loss.
+    """Fsync a folder so that renames and new entries in it survive a power loss.
 
     A no-op on Windows, and where the file system does not support fsync on folders.
     """

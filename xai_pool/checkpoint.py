@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import CAModel
 from .atomic import atomic_write
+from .model import CAModel
 from .stream import StreamConfig
 
 __all__ = [

@@ -13,7 +13,7 @@ import errno
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._version import __version__
 

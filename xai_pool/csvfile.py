@@ -39,7 +39,7 @@ def escape_cell(value: Any) -> Any:
 
 
 def csv_text(rows: Iterable[Mapping[str, Any] | Sequence[Any]], fieldnames: Sequence[str] | None = None) -> str:
-    """The CSV text of ``rows`` with every cell (and header) escaped by :func:`escape_cell`.
+    r"""The CSV text of ``rows`` with every cell (and header) escaped by :func:`escape_cell`.
 
     Args:
         rows: dicts (then ``fieldnames``, default the first row's keys, gives the columns;
@@ -48,7 +48,7 @@ def csv_text(rows: Iterable[Mapping[str, Any] | Sequence[Any]], fieldnames: Sequ
         fieldnames: column names.
 
     Returns:
-        The text, with ``\\r\\n`` line ends as the csv module writes them.
+        The text, with ``\r\n`` line ends as the csv module writes them.
     """
     rows = list(rows)
     buffer = io.StringIO()

@@ -5,7 +5,8 @@ the backbone frozen, explains the test images with raw attention, Grad-CAM, Grad
 Score-CAM for GAP and CA, scores every map (AD, AG, AI, insertion, deletion, pointing game,
 energy pointing game) and writes the report. Every file is written atomically; a run that is
 interrupted resumes its stream training from ``DIR/stream/train_state.pt`` and reuses a
-finished stream (``DIR/stream/last.pt``) instead of training again.
+finished stream (``DIR/stream/last.pt``) instead of training again. The steps are logged
+through the ``xai_pool.pipeline`` logger; nothing is printed (``xai-pool demo`` prints the summary).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def run_demo(
     device: str | None = None,
     config: DemoConfig | None = None,
     progress: bool | None = None,
-    quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the demo and write its report to ``out``.
 
@@ -61,32 +61,37 @@ def run_demo(
         out: output folder (created; existing results in it are reused or replaced).
         quick: the small smoke run (about a minute on 2 cores).
         retrain: retrain the GAP classifier from scratch instead of loading the shipped weights.
-        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        device: ``"auto"`` (the default: CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         config: explicit sizes (overrides ``quick``).
         progress: tqdm bars (default: only on a terminal).
-        quiet: print nothing.
 
     Returns:
-        ``{"result": ComparisonResult, "files": [...], "seconds": ..., "history": [...]}``.
+        ``{"result": ComparisonResult, "files": [...], "seconds": ..., "history": [...],
+        "summary": str}``, the summary being the text to show (table, findings, where the report is).
+
+    Raises:
+        ValueError: ``device`` is not a device name or not available.
+        OSError: ``out`` cannot be written (a file, no permission).
     """
     from . import attach_stream
     from .data import ShapesScenes
-    from .pipeline import run_logger, train_or_reuse_stream
+    from .pipeline import logger, run_summary, train_or_reuse_stream
     from .report import check_output_dir, compare, write_report
+    from .runtime import resolve_device
     from .zoo import ShapesResNet, shapes_resnet, train_gap_classifier
 
     cfg = config or demo_config(quick)
     started = time.perf_counter()
     out = check_output_dir(out)  # a file or an unwritable folder fails here, before any work
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(cfg.seed)
-    log = run_logger(quiet)
 
     if retrain:
-        log(
-            f"[1/4] retraining the GAP classifier from scratch ({cfg.retrain_images} images, "
-            f"{cfg.retrain_epochs} epochs)"
+        logger.info(
+            "[1/4] retraining the GAP classifier from scratch (%d images, %d epochs)",
+            cfg.retrain_images,
+            cfg.retrain_epochs,
         )
         backbone = ShapesResNet()
         gap_history = train_gap_classifier(
@@ -98,14 +103,16 @@ def run_demo(
             device=device,
             progress=progress is not False,
         )
-        log(f"      GAP classifier test accuracy: {100 * gap_history.final_test_accuracy:.1f}%")
+        logger.info("      GAP classifier test accuracy: %.1f%%", 100 * gap_history.final_test_accuracy)
     else:
-        log("[1/4] loading the shipped GAP classifier (xai_pool.zoo.shapes_resnet)")
+        logger.info("[1/4] loading the shipped GAP classifier (xai_pool.zoo.shapes_resnet)")
         backbone = shapes_resnet(pretrained=True)
     model = attach_stream(backbone.to(device))
 
     stream_dir = out / "stream"
-    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, {cfg.stream_epochs} epochs)")
+    logger.info(
+        "[2/4] training the CA-Stream, backbone frozen (%d images, %d epochs)", cfg.train_images, cfg.stream_epochs
+    )
     history, _ = train_or_reuse_stream(
         model,
         stream_dir,
@@ -118,11 +125,10 @@ def run_demo(
         seed=cfg.seed,
         fresh=retrain,
         progress=progress,
-        log=log,
     )
     model.eval()
 
-    log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA")
+    logger.info("[3/4] explaining and scoring %d test images: %s x GAP/CA", cfg.test_images, ", ".join(cfg.methods))
     test = ShapesScenes("test", n=cfg.test_images, seed=cfg.seed)
     result = compare(
         model,
@@ -134,7 +140,7 @@ def run_demo(
         keep_examples=6,
     )
 
-    log(f"[4/4] writing the report to {out}")
+    logger.info("[4/4] writing the report to %s", out)
     seconds = time.perf_counter() - started
     run_info = {
         "config": asdict(cfg),
@@ -144,9 +150,5 @@ def run_demo(
         "stream_history": history,
     }
     files = write_report(result, out, title="xai_pool demo: GAP vs CA on ShapesScenes", run_info=run_info)
-    if not quiet:
-        print()
-        print(result.to_markdown())
-        print(result.findings())
-        print(f"\nDone in {seconds:.0f} s. Open {out / 'report.html'}")
-    return {"result": result, "files": files, "seconds": seconds, "history": history}
+    summary = run_summary(result, out, seconds)
+    return {"result": result, "files": files, "seconds": seconds, "history": history, "summary": summary}

@@ -1,25 +1,42 @@
-"""Reading images from disk: single images, and ImageFolder data that
-skips unreadable files (with a warning and a count) instead of crashing a long run."""
+"""Reading images from disk: single images, and folders of images.
+
+The ImageFolder reader skips unreadable files (with a warning and a count) instead of
+crashing a long run.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 __all__ = ["load_image", "SafeImageFolder", "skip_none_collate", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def load_image(path: str | os.PathLike):
-    """Open ``path`` as an RGB PIL image, with an error that names the file."""
+def load_image(path: str | os.PathLike) -> Image:
+    """Open ``path`` as an RGB PIL image, with an error that names the file.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The image, converted to RGB and loaded (the file is closed).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file is not an image PIL can read.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -33,10 +50,17 @@ def load_image(path: str | os.PathLike):
 
 
 class SafeImageFolder:
-    """torchvision ``ImageFolder`` whose unreadable images yield ``None`` (dropped by
-    :func:`skip_none_collate`) and are counted in ``.skipped`` with a warning.
+    """A torchvision ``ImageFolder`` whose unreadable images yield ``None``.
 
-    Raises ValueError up front for a missing or empty folder.
+    Those are dropped by :func:`skip_none_collate` and counted in ``.skipped`` with a warning.
+
+    Args:
+        root: the folder, one sub-folder per class (sorted names are class indices 0..N-1).
+        transform: applied to each PIL image.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: ``root`` holds no images in ImageFolder layout.
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None) -> None:

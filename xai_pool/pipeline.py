@@ -2,29 +2,47 @@
 
 Both train a CA-Stream on in-memory tensors, reusing a finished stream or resuming an
 interrupted one; both end in the same call as ``xai-pool evaluate``,
-:func:`xai_pool.report.write_report`.
+:func:`xai_pool.report.write_report`, and both report their steps through the
+``xai_pool.pipeline`` logger (``xai-pool demo`` shows them on stderr).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .atomic import atomic_write_text
 
-__all__ = ["run_logger", "train_or_reuse_stream"]
+__all__ = ["logger", "run_summary", "train_or_reuse_stream"]
+
+#: The logger of the end-to-end runs' steps (``[1/4] ...``).
+logger = logging.getLogger("xai_pool.pipeline")
 
 _DONE = "DONE"
 
 
-def run_logger(quiet: bool) -> Callable[[str], None]:
-    """The step logger of a run: prints each line at once (flushed), or nothing when ``quiet``."""
-    if quiet:
-        return lambda message: None
-    return lambda message: print(message, flush=True)
+def run_summary(result: Any, out: Path, seconds: float, stage_seconds: dict[str, float] | None = None) -> str:
+    """The text a finished run shows: the results table, the findings, the time and where the report is.
+
+    Args:
+        result: the run's :class:`~xai_pool.report.ComparisonResult`.
+        out: the report folder.
+        seconds: the run's wall-clock time.
+        stage_seconds: seconds per stage, shown rounded when given.
+
+    Returns:
+        Several lines of text, starting with an empty line.
+    """
+    stages = f" ({json.dumps({k: round(v) for k, v in stage_seconds.items()})})" if stage_seconds else ""
+    return (
+        f"\n{result.to_markdown()}\n{result.findings()}\n\nDone in {seconds:.0f} s{stages}. Open {out / 'report.html'}"
+    )
 
 
 def train_or_reuse_stream(
@@ -40,7 +58,6 @@ def train_or_reuse_stream(
     seed: int,
     fresh: bool = False,
     progress: bool | None = None,
-    log: Any = print,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Train ``model``'s stream on ``train`` (frozen backbone), or load the finished one.
 
@@ -54,10 +71,13 @@ def train_or_reuse_stream(
         train: returns the training ``(images, labels)`` tensors (called only when training,
             so a reused stream costs no data generation).
         val: returns validation ``(images, labels)``, evaluated every epoch (monitoring only).
-        epochs, lr, batch_size, device, seed: the training recipe.
+        epochs: training epochs.
+        lr: the SGD learning rate.
+        batch_size: images per step.
+        device: where to train.
+        seed: seeds the stream's initialisation and the data order.
         fresh: ignore any finished or interrupted run and train from scratch.
         progress: tqdm bars (None: only on a terminal).
-        log: called with one line of text per event.
 
     Returns:
         ``(history, reused)``: the per-epoch history (empty when reused) and whether a
@@ -72,13 +92,13 @@ def train_or_reuse_stream(
     if not fresh and finished.exists() and (stream_dir / _DONE).exists():
         try:
             load_stream(model, finished)
-            log(f"      reusing the trained stream in {finished} (delete {stream_dir} to retrain)")
+            logger.info("      reusing the trained stream in %s (delete %s to retrain)", finished, stream_dir)
             return [], True
         except ValueError as error:  # another backbone: train again
-            log(f"      not reusing {finished}: {error}")
+            logger.info("      not reusing %s: %s", finished, error)
     (stream_dir / _DONE).unlink(missing_ok=True)
     state = stream_dir / "train_state.pt"
-    resume = not fresh and state.exists() and _resumable(state, model, log)
+    resume = not fresh and state.exists() and _resumable(state, model)
     val_loader = DataLoader(TensorDataset(*val()), batch_size=256) if val is not None else None
     history = train_stream(
         model,
@@ -92,7 +112,7 @@ def train_or_reuse_stream(
     return history, False
 
 
-def _resumable(state_path: Path, model: Any, log: Any) -> bool:
+def _resumable(state_path: Path, model: Any) -> bool:
     """Whether an interrupted run's state belongs to this backbone (else it is started over)."""
     from .checkpoint import backbone_fingerprint
     from .train.state import load_train_state
@@ -100,9 +120,9 @@ def _resumable(state_path: Path, model: Any, log: Any) -> bool:
     try:
         stored = load_train_state(state_path)["stream"].get("fingerprint", {})
     except (ValueError, KeyError, AttributeError) as error:
-        log(f"      not resuming from {state_path}: {error}")
+        logger.info("      not resuming from %s: %s", state_path, error)
         return False
     if stored != backbone_fingerprint(model.backbone):
-        log(f"      not resuming from {state_path}: it was trained on another backbone")
+        logger.info("      not resuming from %s: it was trained on another backbone", state_path)
         return False
     return True

@@ -64,7 +64,7 @@ def shard_batches(loader: Iterable[Any], rank: int, world: int, skip: frozenset[
             worker_init_fn=loader.worker_init_fn,
             **extra,
         )
-        return Shard(zip(mine, sharded), len(mine))
+        return Shard(zip(mine, sharded, strict=True), len(mine))
     total = _length(loader)
     if total is not None:
         total = len([i for i in range(total) if i not in skip][rank::world])

@@ -99,6 +99,7 @@ class CABlock(nn.Module):
         return tokens.reshape(batch, height * width, self.heads, dim // self.heads).transpose(1, 2)
 
     def extra_repr(self) -> str:
+        """The sizes shown by ``print(block)``."""
         return f"dim={self.dim}, out_dim={self.out_dim}, heads={self.heads}, project_kv={self.project_kv}"
 
 
@@ -120,12 +121,14 @@ class StreamConfig:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict (``widths`` as a list), the inverse of :meth:`from_dict`."""
         data = asdict(self)
         data["widths"] = list(self.widths)
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StreamConfig":
+    def from_dict(cls, data: dict) -> StreamConfig:
+        """The configuration stored by :meth:`to_dict` (``data`` is not modified)."""
         data = dict(data)
         data["widths"] = tuple(int(w) for w in data["widths"])
         return cls(**data)
@@ -149,7 +152,7 @@ class CAStream(nn.Module):
         out_widths = widths[1:] + [config.out_dim]
         self.blocks = nn.ModuleList(
             CABlock(w_in, w_out, heads=config.heads, project_kv=config.project_kv)
-            for w_in, w_out in zip(widths, out_widths)
+            for w_in, w_out in zip(widths, out_widths, strict=True)
         )
         n_queries = config.num_classes if config.class_specific else 1
         # The authors draw the initial CLS token from N(1, 1).
@@ -158,6 +161,7 @@ class CAStream(nn.Module):
 
     @property
     def num_blocks(self) -> int:
+        """The number of cross-attention blocks (one per tapped stage)."""
         return len(self.blocks)
 
     def initial_query(self, batch: int, class_index: Tensor | None = None) -> Tensor:
@@ -179,7 +183,7 @@ class CAStream(nn.Module):
             raise ValueError(f"the stream has {self.num_blocks} blocks but got {len(features)} feature maps")
         query = self.initial_query(features[0].shape[0], class_index)
         attentions = []
-        for block, feature in zip(self.blocks, features):
+        for block, feature in zip(self.blocks, features, strict=True):
             query, attention, _ = block(query, feature)
             attentions.append(attention)
         return query, attentions

@@ -6,10 +6,11 @@
 3. Compare GAP vs CA with the full report (every method x pooling x metric, CIs, p-values).
 
 ShapesScenes is rendered at ``image_size`` (default 128: a 4x4 final feature map, since
-Lite0 downsamples by 32; larger sizes give finer maps and cost quadratically more on a CPU) and re-normalised to Lite0's input range [-1, 1]. Every stage
-writes its result atomically and is reused when the run is repeated: ``finetuned.pt``
-(the fine-tuned weights, loaded weights-only; reused only when ``finetuned.json`` shows
-the same recipe), ``stream/`` (resumable), then the report.
+Lite0 downsamples by 32; larger sizes give finer maps and cost quadratically more on a CPU)
+and re-normalised to Lite0's input range [-1, 1]. Every stage writes its result atomically
+and is reused when the run is repeated: ``finetuned.pt`` (the fine-tuned weights, loaded
+weights-only; reused only when ``finetuned.json`` shows the same recipe), ``stream/``
+(resumable), then the report.
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ def _finetune(
     test: tuple[Tensor, Tensor],
     device: torch.device,
     progress: bool | None,
-    log: Callable[[str], None],
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """Fine-tune Lite0 with GAP, or reuse ``out/finetuned.pt``; returns (model, history dict)."""
     from .atomic import atomic_write_text
     from .checkpoint import atomic_torch_save
+    from .pipeline import logger
     from .zoo import efficientnet_lite0, train_gap_classifier
 
     path = out / "finetuned.pt"
@@ -96,13 +97,15 @@ def _finetune(
     if path.exists() and recipe_path.exists() and json.loads(recipe_path.read_text()) == recipe:
         try:
             model = load_finetuned_lite0(path)
-            log(f"[1/4] reusing the fine-tuned EfficientNet-Lite0 in {path} (delete it to fine-tune again)")
+            logger.info("[1/4] reusing the fine-tuned EfficientNet-Lite0 in %s (delete it to fine-tune again)", path)
             return model, None
         except (ValueError, RuntimeError) as error:
-            log(f"[1/4] not reusing {path}: {error}")
-    log(
-        f"[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP ({cfg.train_images} images "
-        f"at {cfg.image_size}px, {cfg.finetune_epochs} epochs)"
+            logger.info("[1/4] not reusing %s: %s", path, error)
+    logger.info(
+        "[1/4] fine-tuning ImageNet EfficientNet-Lite0 on ShapesScenes with GAP (%d images at %dpx, %d epochs)",
+        cfg.train_images,
+        cfg.image_size,
+        cfg.finetune_epochs,
     )
     torch.manual_seed(cfg.seed)  # the new 10-class head
     model = efficientnet_lite0(num_classes=10)
@@ -113,7 +116,7 @@ def _finetune(
     model.cpu()
     atomic_torch_save(model.state_dict(), path)
     atomic_write_text(recipe_path, json.dumps(recipe) + "\n")  # after the weights: marks them complete
-    log(f"      GAP test accuracy after fine-tuning: {100 * history.final_test_accuracy:.1f}%")
+    logger.info("      GAP test accuracy after fine-tuning: %.1f%%", 100 * history.final_test_accuracy)
     return model.eval(), history.to_dict()
 
 
@@ -124,7 +127,6 @@ def run_transfer(
     quick: bool = False,
     device: str | None = None,
     progress: bool | None = None,
-    quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the transfer experiment and write its report to ``out``.
 
@@ -132,49 +134,56 @@ def run_transfer(
         out: output folder; finished stages found there are reused.
         config: explicit sizes (overrides ``quick``).
         quick: the smoke-run sizes of :func:`transfer_config`.
-        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        device: ``"auto"`` (the default: CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         progress: tqdm bars (None: only on a terminal).
-        quiet: print nothing.
 
     Returns:
         ``{"result": ComparisonResult, "model": CAModel, "files": [...], "seconds": ...,
-        "stage_seconds": {...}}``.
+        "stage_seconds": {...}, "summary": str}``, the summary being the text to show (table,
+        findings, times, where the report is). The steps are logged through the
+        ``xai_pool.pipeline`` logger; nothing is printed.
+
+    Raises:
+        ValueError: ``device`` is not a device name or not available.
+        OSError: ``out`` cannot be written (a file, no permission).
     """
     from . import attach_stream
     from .data import SHAPE_CLASSES
-    from .pipeline import run_logger, train_or_reuse_stream
+    from .pipeline import logger, run_summary, train_or_reuse_stream
     from .report import check_output_dir, compare, write_report
+    from .runtime import resolve_device
     from .zoo import LITE0_MEAN, LITE0_STD
 
     cfg = config or transfer_config(quick)
     started = time.perf_counter()
     out = check_output_dir(out)  # a file or an unwritable folder fails here, before any work
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     seconds: dict[str, float] = {}
-    log = run_logger(quiet)
     # Each split is rendered once: the test split serves fine-tuning, stream validation and the
     # report; the training split (only rendered when a stage trains) is dropped before the report.
     images, labels, masks = lite0_shapes_tensors("test", cfg.test_images, cfg.image_size, cfg.seed)
     train = functools.cache(lambda: lite0_shapes_tensors("train", cfg.train_images, cfg.image_size, cfg.seed)[:2])
 
-    backbone, finetune_history = _finetune(cfg, out, train, (images, labels), device, progress, log)
+    backbone, finetune_history = _finetune(cfg, out, train, (images, labels), device, progress)
     seconds["finetune"] = time.perf_counter() - started
 
     model = attach_stream(backbone.to(device))
-    log(f"[2/4] training the CA-Stream, backbone frozen ({cfg.train_images} images, {cfg.stream_epochs} epochs)")
+    logger.info(
+        "[2/4] training the CA-Stream, backbone frozen (%d images, %d epochs)", cfg.train_images, cfg.stream_epochs
+    )
     mark = time.perf_counter()
     stream_history, _ = train_or_reuse_stream(
         model, out / "stream",
         train, lambda: (images, labels),
         epochs=cfg.stream_epochs, lr=cfg.stream_lr, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
-        progress=progress, log=log,
+        progress=progress,
     )  # fmt: skip
     train.cache_clear()
     model.eval()
     seconds["stream"] = time.perf_counter() - mark
 
-    log(f"[3/4] explaining and scoring {cfg.test_images} test images: {', '.join(cfg.methods)} x GAP/CA")
+    logger.info("[3/4] explaining and scoring %d test images: %s x GAP/CA", cfg.test_images, ", ".join(cfg.methods))
     mark = time.perf_counter()
     step = cfg.step or max(1, cfg.image_size * cfg.image_size // 16)
     result = compare(
@@ -184,7 +193,7 @@ def run_transfer(
     )  # fmt: skip
     seconds["report"] = time.perf_counter() - mark
 
-    log(f"[4/4] writing the report to {out}")
+    logger.info("[4/4] writing the report to %s", out)
     seconds["total"] = time.perf_counter() - started
     run_info = {
         "config": asdict(cfg), "device": str(device), "torch_threads": torch.get_num_threads(),
@@ -193,12 +202,11 @@ def run_transfer(
     }  # fmt: skip
     title = "xai_pool transfer: ImageNet EfficientNet-Lite0 fine-tuned on ShapesScenes, GAP vs CA"
     files = write_report(result, out, title=title, run_info=run_info)
-    if not quiet:
-        print()
-        print(result.to_markdown())
-        print(result.findings())
-        print(
-            f"\nDone in {seconds['total']:.0f} s ({json.dumps({k: round(v) for k, v in seconds.items()})}). "
-            f"Open {out / 'report.html'}"
-        )
-    return {"result": result, "model": model, "files": files, "seconds": seconds["total"], "stage_seconds": seconds}
+    return {
+        "result": result,
+        "model": model,
+        "files": files,
+        "seconds": seconds["total"],
+        "stage_seconds": seconds,
+        "summary": run_summary(result, out, seconds["total"], seconds),
+    }

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="retrain the GAP classifier from scratch (about 5-10 min on 2 cores) instead of loading it",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--test-images", type=int, default=None, help="override the number of test images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -41,13 +41,21 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..demo import demo_config, run_demo
+    from ..report import check_output_dir
+    from ..runtime import resolve_device
+    from ._logging import configure_logging
 
+    configure_logging()
     config = demo_config(args.quick)
     if args.test_images is not None:
         if args.test_images < 1:
             raise ValueError(f"--test-images must be >= 1, got {args.test_images}")
         config = replace(config, test_images=args.test_images)
-    run_demo(
+    # Checked here too, so that the messages name the flags.
+    check_output_dir(args.out, name="--out")
+    resolve_device(args.device, name="--device")
+    run = run_demo(
         args.out, retrain=args.retrain, device=args.device, config=config, progress=False if args.no_progress else None
     )
+    print(run["summary"])
     return 0

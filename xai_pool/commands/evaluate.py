@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from ._logging import configure_logging
 from ._model import add_model_arguments, check_model_arguments, load_model, run_metadata
 
 __all__ = ["register", "run", "spread_indices"]
@@ -168,7 +171,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str], list[st
         raise ValueError(f"--tolerance must be >= 0 pixels, got {args.tolerance}")
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data {str(args.data)!r} does not exist or is not a folder")
-    args.out = check_output_dir(args.out)  # resolved: its hidden siblings are well defined
+    args.out = check_output_dir(args.out, name="--out")  # resolved: its hidden siblings are well defined
     return methods, poolings, metrics
 
 
@@ -180,7 +183,15 @@ class MaskedFolder:
     are the same, and is thresholded at half intensity after undoing the normalisation.
     """
 
-    def __init__(self, images: object, data_root: Path, masks_root: Path, transform: object, mean, std) -> None:
+    def __init__(
+        self,
+        images: Any,
+        data_root: Path,
+        masks_root: Path,
+        transform: Callable,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
         self.images = images
         self.transform = transform
         self.mean, self.std = float(mean[0]), float(std[0])
@@ -196,7 +207,7 @@ class MaskedFolder:
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int):  # -> (Tensor, int, Tensor) | None
+    def __getitem__(self, index: int) -> tuple[Any, int, Any] | None:  # (image, label, mask) tensors
         item = self.images[index]
         if item is None:
             return None
@@ -222,6 +233,7 @@ def _data_key(dataset: object, indices: list[int] | None, preprocessing: object)
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation (one process, or one of torchrun's) and write the report on rank 0."""
+    configure_logging()
     methods, poolings, metrics = _check_args(args)
 
     import torch
@@ -232,10 +244,11 @@ def run(args: argparse.Namespace) -> int:
     from ..imageio import SafeImageFolder, skip_none_collate
     from ..metrics import named_substrate
     from ..report import compare
-    from ..train.distributed import cleanup, env_world, resolve_device, setup
+    from ..runtime import resolve_device
+    from ..train.distributed import cleanup, env_world, setup
 
     _, _, local_rank = env_world()
-    device = resolve_device(args.device, local_rank)
+    device = resolve_device(args.device, local_rank, name="--device")
     info = setup(device)
     try:
         # Preprocessing: the model's own (its profile), with the command line's overrides.

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._logging import configure_logging
 from ._model import add_model_arguments, check_model_arguments, load_model, metadata_json, run_metadata
 
 _DEFAULT_METHODS = "gradcam,scorecam,raw_attention"
@@ -68,20 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
-
-
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {name!r} is not a device name (use cpu, cuda, cuda:N or auto)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r} requested but CUDA is not available; use --device cpu")
-    return device
 
 
 def output_names(paths: list[str]) -> list[str]:
@@ -166,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``xai-pool explain``; returns the exit code."""
     from ..validation import check_int, positive_int, split_names
 
+    configure_logging()
     # Every flag first: a mistake costs a second, not a model load.
     methods = split_names(args.methods, "--methods")
     poolings = split_names(args.pooling, "--pooling")
@@ -180,10 +168,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_directory, remove_stale_temp_files
     from ..imageio import load_image
+    from ..runtime import resolve_device
     from ..saliency.methods import RawAttention, method_name, resolve_method
 
     method_classes = {method_name(m): resolve_method(m) for m in methods}  # unknown names fail here
-    device = _device(args.device)
+    device = resolve_device(args.device, name="--device")
     pictures = [load_image(path) for path in args.images]  # unreadable images fail before any work
 
     import numpy as np
@@ -244,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_directory(out) as staging,
         tqdm(total=len(pictures) * len(jobs), disable=args.no_progress, desc="explain", unit="map") as bar,
     ):
-        for path, stem, picture in zip(args.images, output_names(args.images), pictures):
+        for path, stem, picture in zip(args.images, output_names(args.images), pictures, strict=True):
             tensor = transform(picture)
             x = tensor[None].to(device)
             rgb = (tensor * std_t + mean_t).clamp(0, 1).permute(1, 2, 0).numpy()

@@ -8,13 +8,15 @@ weights against the architecture), so a mistake costs seconds, not a night. Unde
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._logging import configure_logging
 from ._model import add_model_arguments, check_model_arguments, load_model, run_metadata
+
+if TYPE_CHECKING:
+    from ..imageio import SafeImageFolder
 
 __all__ = ["register", "run"]
 
@@ -89,18 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _configure_logging(quiet: bool) -> None:
-    logger = logging.getLogger("xai_pool")
-    if not any(getattr(h, "_xai_pool_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._xai_pool_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
 def _check_args(args: argparse.Namespace, world_size: int) -> None:
     """Every flag, before any file is read: messages name the flag, its value and the fix."""
+    from ..runtime import resolve_device
     from ..validation import (
         check_exclusive,
         check_float,
@@ -133,9 +126,10 @@ def _check_args(args: argparse.Namespace, world_size: int) -> None:
             f"{world_size} torchrun processes"
         )
     check_model_arguments(args)
+    resolve_device(args.device, name="--device")  # an unknown name, or CUDA without CUDA, fails before reading
 
 
-def _open_split(data: Path, split: str, transform: Any):
+def _open_split(data: Path, split: str, transform: Any) -> SafeImageFolder:
     from ..imageio import SafeImageFolder
 
     folder = data / split
@@ -163,17 +157,16 @@ class _ImagesOnly:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, build the model and loaders, train, and print where the results are."""
-    import torch
     from torch.utils.data import DataLoader
 
     from ..adapters import with_preprocessing
     from ..imageio import skip_none_collate
     from ..model import attach_stream
-    from ..train import train_stream
+    from ..runtime import resolve_device
+    from ..train import NonFiniteLossError, RunExistsError, train_stream
     from ..train.distributed import env_world
-    from ..train import NonFiniteLossError
 
-    _configure_logging(args.quiet)
+    configure_logging(args.quiet)
     rank, world_size, _ = env_world()
     _check_args(args, world_size)
     if not args.data.is_dir():
@@ -208,10 +201,13 @@ def run(args: argparse.Namespace) -> int:
         train_set, val_set = _ImagesOnly(train_set), _ImagesOnly(val_set)
 
     per_process = args.batch_size // world_size
-    pin = args.device != "cpu" and torch.cuda.is_available()
-    common = dict(
-        num_workers=args.workers, collate_fn=skip_none_collate, pin_memory=pin, persistent_workers=args.workers > 0
-    )
+    pin = resolve_device(args.device).type == "cuda"
+    common = {
+        "num_workers": args.workers,
+        "collate_fn": skip_none_collate,
+        "pin_memory": pin,
+        "persistent_workers": args.workers > 0,
+    }
     train_loader = DataLoader(train_set, batch_size=per_process, shuffle=True, **common)
     val_loader = DataLoader(val_set, batch_size=per_process, shuffle=False, **common)
 
@@ -245,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.cause != "diverged":
             raise
         raise NonFiniteLossError(f"{exc} (flags: --lr, --warmup-epochs, --amp off)") from None
+    except RunExistsError as exc:
+        raise RunExistsError(f"{exc} (flags: --resume, --overwrite, --out)") from None
     if rank == 0:
         _print_summary(history, args.out)
     return 0

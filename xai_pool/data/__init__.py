@@ -1,5 +1,7 @@
-"""Embedded data: :class:`ShapesScenes`, a generated benchmark with ground-truth masks, and
-:func:`sample_photos`, real photos that ship with scikit-image and matplotlib.
+"""Embedded data: a generated benchmark with ground-truth masks, and real photos.
+
+:class:`ShapesScenes` is the benchmark; :func:`sample_photos` gives real photos that ship with
+scikit-image and matplotlib.
 
 Nothing is downloaded: every image is rendered on demand from its index and seed.
 """

@@ -6,13 +6,11 @@ early with a message naming the argument and the fix, never deep inside a forwar
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..validation import check_finite
 
@@ -24,8 +22,6 @@ __all__ = [
     "as_channel_stats",
     "check_label_range",
     "check_probabilities",
-    "eval_mode",
-    "model_device",
 ]
 
 
@@ -143,24 +139,3 @@ def as_channel_stats(value: Sequence[float] | torch.Tensor, name: str, channels:
     if name == "std" and bool((t == 0).any()):
         raise ValueError("std must be non-zero")
     return t.view(1, channels, 1, 1)
-
-
-def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer (``fallback`` for a stateless model)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return fallback
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and restore every submodule's own training flag afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runtime import eval_mode, model_device
 from ..sharding import broadcast_from_main, gather_in_order, rank_and_world, shard_batches
 from . import confidence as _confidence
-from ._checks import as_images, as_labels, check_label_range, eval_mode, model_device
+from ._checks import as_images, as_labels, check_label_range
 from .evaluate import Protocol, Shared, build_sources, check_logits, score
 from .perturbation import curve_fractions
 from .store import BatchStore

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runtime import eval_mode, model_device
 from . import complexity as _complexity
 from . import confidence as _confidence
 from . import localization as _localization
@@ -40,8 +41,6 @@ from ._checks import (
     as_masks,
     check_label_range,
     check_probabilities,
-    eval_mode,
-    model_device,
 )
 from .maps import PreparedMaps, prepare_maps
 from .registry import ALL_METRICS, DEFAULT_METRICS, METRICS, metrics_in_group

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..minmax import minmax_normalize
+
 __all__ = ["PreparedMaps", "prepare_maps"]
 
 
@@ -92,8 +94,6 @@ def prepare_maps(saliency: torch.Tensor, size: tuple[int, int], *, on_invalid: s
     # finite even for float64 maps near the overflow limit
     magnitude = up_flat.abs().amax(dim=1).view(-1, 1, 1)
     scaled = up / torch.where(magnitude > 0, magnitude, torch.ones_like(magnitude))
-    low = scaled.flatten(1).amin(dim=1).view(-1, 1, 1)
-    span = scaled.flatten(1).amax(dim=1).view(-1, 1, 1) - low
-    # span is 0 only for the maps zeroed above; dividing by 1 keeps them at 0
-    normalized = (scaled - low) / torch.where(span > 0, span, torch.ones_like(span))
+    # exact min-max (no eps); it maps the constant maps zeroed above to 0
+    normalized = minmax_normalize(scaled)
     return PreparedMaps(scores=up, normalized=normalized, constant=constant, valid=valid)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ __all__ = [
     "rise_blur_kernel",
 ]
 
-Substrate = Union[torch.Tensor, float, Callable[[torch.Tensor], torch.Tensor], None]
+Substrate = torch.Tensor | float | Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def num_steps(height: int, width: int, step: int) -> int:
@@ -192,6 +191,7 @@ class NamedSubstrate:
         self.std = tuple(float(v) for v in std) if std is not None else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """The substrate of ``images`` (B, C, H, W): what a removed pixel becomes."""
         if self.name == "blur":
             return rise_blur(images)
         if self.name == "box-blur":
@@ -265,7 +265,7 @@ def perturbed_batch(
     threshold = changed.to(ranks.device, ranks.dtype).view(-1, 1, 1)
     key = torch.stack([image_index, first, second], dim=1).cpu()
     breaks = (torch.nonzero((key[1:] != key[:-1]).any(dim=1)).flatten() + 1).tolist()
-    for begin, end in zip([0, *breaks], [*breaks, jobs]):
+    for begin, end in zip([0, *breaks], [*breaks, jobs], strict=True):
         i, a, b = key[begin].tolist()
         run_mask = torch.lt(ranks[i], threshold[begin:end], out=mask[begin:end])
         torch.where(run_mask.unsqueeze(1), sources[i, a], sources[i, b], out=out[begin:end])

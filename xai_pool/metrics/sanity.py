@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import as_images, as_labels, as_maps, eval_mode
+from ..runtime import eval_mode
+from ._checks import as_images, as_labels, as_maps
 from .maps import prepare_maps
 
 __all__ = ["cascading_randomization"]
@@ -83,7 +84,7 @@ def cascading_randomization(
         for name in names:
             _reinitialize(modules[name])
             maps = _flat_maps(saliency_fn(randomized, x, classes), x.shape[0], size)
-            rows.append([_spearman(a, b) for a, b in zip(reference, maps)])
+            rows.append([_spearman(a, b) for a, b in zip(reference, maps, strict=True)])
     return {"layers": np.array(names), "spearman": np.array(rows, dtype=np.float64)}
 
 

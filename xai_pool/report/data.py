@@ -158,7 +158,7 @@ class ReportData:
                     }
                 )
         adjusted = adjust_p_values([t["p_value"] for t in tests], self.p_adjustment)
-        for t, p in zip(tests, adjusted):
+        for t, p in zip(tests, adjusted, strict=True):
             t["p_adjusted"] = float(p)
             t["better"] = _better(t["metric"], t["diff"], float(p), self.alpha)
         self._tests = {(t["method"], t["metric"]): t for t in tests}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from . import figures as _figures
 from . import tables as _tables
 from . import writer as _writer
 from .data import ReportData
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ComparisonResult"]
 
@@ -70,8 +73,16 @@ class ComparisonResult(ReportData):
         """Write every report file to the folder ``out``, whole or not at all (:func:`~.writer.write_report`)."""
         return _writer.write_report(self, out, title=title, run_info=run_info)
 
-    def to_pandas(self):
-        """The per-image table as a long pandas DataFrame (pandas is optional)."""
+    def to_pandas(self) -> pd.DataFrame:
+        """The per-image table as a long pandas DataFrame (pandas is optional).
+
+        Returns:
+            One row per image x method x pooling: image index, method, pooling, label,
+            prediction, then one column per metric.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
         try:
             import pandas as pd
         except ImportError as exc:

@@ -8,17 +8,18 @@ table data as the Markdown (no Markdown round trip).
 
 Whole or nothing: the files are written into a temporary sibling folder with
 ``manifest.json`` (the completion marker, written last), which then replaces the output
-folder by renames. When the output folder also holds files that are not the report's (the
-demo keeps its trained stream there), the report's files are moved in one by one after the
-old marker is removed, and the marker is written last: a folder without ``manifest.json``
-is incomplete, and :func:`is_complete` says so. Timings and the number of processes go to
-``run.json`` only, so that the other files of two runs on the same data are identical.
+folder by renames (:mod:`xai_pool.atomic`: the next run removes a killed writer's staging
+folder and puts back a report it had moved aside). When the output folder also holds files
+that are not the report's (the demo keeps its trained stream there), the report's files are
+moved in one by one after the old marker is removed, and the marker is written last: a
+folder without ``manifest.json`` is incomplete, and :func:`is_complete` says so. Timings and
+the number of processes go to ``run.json`` only, so that the other files of two runs on the
+same data are identical.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -26,13 +27,14 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from .. import validation
+from ..atomic import atomic_write_bytes, fsync_dir, make_staging_dir, remove_stale_temp_files, replace_directory
+from ..csvfile import csv_text, escape_cell
 from .data import SCHEMA_VERSION, ReportData
 from .figures import build_figures
 from .tables import findings, legend, markdown_report, per_image_rows, report_tables, table_html, wide_rows
@@ -79,39 +81,40 @@ def render_figures(data: ReportData) -> dict[str, bytes]:
     return pngs
 
 
-def csv_cell(value: Any) -> Any:
-    """A CSV cell: numbers with 6 significant digits, NaN/None empty, text safe from spreadsheet formulas."""
+def _number_cell(value: Any) -> Any:
+    """Floats with 6 significant digits, NaN and None as empty cells, anything else as it is."""
     if value is None:
         return ""
     if isinstance(value, (float, np.floating)):
         return "" if math.isnan(value) else f"{float(value):.6g}"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # a spreadsheet would run it as a formula
     return value
+
+
+def csv_cell(value: Any) -> Any:
+    """A report CSV cell: numbers with 6 significant digits, NaN/None empty, text escaped.
+
+    Args:
+        value: a number, None or text.
+
+    Returns:
+        The cell; text a spreadsheet would run as a formula is escaped by
+        :func:`xai_pool.csvfile.escape_cell`.
+    """
+    return escape_cell(_number_cell(value))
 
 
 def metrics_csv(data: ReportData) -> str:
     """``metrics.csv``: one row per method x pooling with every metric, its CI, raw and adjusted p."""
     rows = wide_rows(data)
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: csv_cell(row.get(k)) for k in columns})
-    return buffer.getvalue()
+    return csv_text(({k: _number_cell(row.get(k)) for k in columns} for row in rows), columns)
 
 
 def per_image_csv(data: ReportData) -> str:
     """``per_image.csv``: one row per image x method x pooling (probability with 6 decimals)."""
     header, rows = per_image_rows(data)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
     at = header.index("probability")
-    for row in rows:
-        writer.writerow([f"{v:.6f}" if i == at else csv_cell(v) for i, v in enumerate(row)])
-    return buffer.getvalue()
+    return csv_text(([f"{v:.6f}" if i == at else _number_cell(v) for i, v in enumerate(row)] for row in rows), header)
 
 
 def metrics_dict(data: ReportData) -> dict[str, Any]:
@@ -199,29 +202,25 @@ def _json_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- publishing
-def check_output_dir(out: str | os.PathLike) -> Path:
+def check_output_dir(out: str | os.PathLike, *, name: str = "out") -> Path:
     """Fail early, with a clear message, when ``out`` cannot become the report folder.
 
-    Creates the parent folder and checks that a folder can be created in it (the report is
-    staged there) and, when ``out`` exists, that it is a writable folder.
+    :func:`xai_pool.validation.check_output_dir` on the resolved path (``"."`` or ``"dir/.."``
+    get a real name, so that the staging sibling folder is well defined). Nothing is created.
+
+    Args:
+        out: the report folder.
+        name: the argument's name in messages (the CLI passes ``--out``).
+
+    Returns:
+        ``out``, resolved.
 
     Raises:
-        ValueError: ``out`` is a file, or it or its parent is not writable.
+        NotADirectoryError: ``out`` or one of its parents is a file.
+        PermissionError: the folder, or the parent it would be created in, is not writable.
+        OSError: another reason the folder cannot be written (read-only file system, ...).
     """
-    out = Path(out).resolve()  # "." or "dir/.." get a real name, so the staging sibling is well defined
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {str(out)!r} is an existing file; give a folder path")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise ValueError(
-            f"cannot write the output folder {str(out)!r}: {exc.strerror or exc}; choose a writable location"
-        ) from None
-    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"output folder {str(out)!r} is not writable; choose a writable location")
-    return out
+    return validation.check_output_dir(Path(out).resolve(), name=name)
 
 
 def is_complete(out: str | os.PathLike) -> bool:
@@ -247,27 +246,23 @@ def write_report(
 
     Returns:
         The paths of the files written, ``manifest.json`` last.
+
+    Raises:
+        OSError: ``out`` cannot be written (see :func:`check_output_dir`).
     """
     out = check_output_dir(out)
     files = report_files(data, title=title, run_info=run_info)
-    _remove_stale(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.parent))
+    remove_stale_temp_files(out.parent, target=out.name)  # staging or moved-aside folders of killed writers
+    staging = make_staging_dir(out)
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would become the folder's mode
         for name, content in files.items():
             atomic_write_bytes(staging / name, content)
         manifest = {"schema_version": SCHEMA_VERSION, "complete": True, "files": sorted(files)}
         atomic_write_bytes(staging / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         _publish(staging, out, set(files))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when it became ``out``
     return [out / name for name in files] + [out / MANIFEST]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _previous_files(out: Path) -> set[str]:
@@ -278,44 +273,19 @@ def _previous_files(out: Path) -> set[str]:
 
 
 def _publish(staging: Path, out: Path, names: set[str]) -> None:
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    previous = _previous_files(out)
-    foreign = set(os.listdir(out)) - previous - names - {MANIFEST}
+    previous = _previous_files(out) if out.exists() else set()
+    foreign = set(os.listdir(out)) - previous - names - {MANIFEST} if out.exists() else set()
     cwd = Path.cwd().resolve()
-    if not foreign and out != cwd and out not in cwd.parents:  # a report folder: replace it whole
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
+    if not foreign and out != cwd and out not in cwd.parents:  # a report folder (or none yet): replace it whole
+        replace_directory(staging, out)
         return
-    # The folder holds other things (e.g. the demo's stream/): without its marker it reads as
-    # incomplete until every file is in place and the new marker is written.
+    # The folder holds other things (e.g. the demo's stream/), or is the working directory:
+    # without its marker it reads as incomplete until every file is in place and the new
+    # marker is written. Each file is complete (fsynced) before it is renamed into place.
     (out / MANIFEST).unlink(missing_ok=True)
     for name in sorted(names):
         os.replace(staging / name, out / name)
     for name in previous - names:
         (out / name).unlink(missing_ok=True)
     os.replace(staging / MANIFEST, out / MANIFEST)
-
-
-def _remove_stale(out: Path) -> None:
-    """Remove staging/old siblings of ``out`` left by a process that no longer runs."""
-    for path in out.parent.glob(f".{out.name}.*-*"):
-        kind, _, rest = path.name[len(out.name) + 2 :].partition("-")
-        if kind not in ("staging", "old"):
-            continue
-        pid = rest.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    fsync_dir(out)

@@ -12,15 +12,23 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..minmax import minmax_normalize
+
 __all__ = ["minmax_scale", "upsample", "scale_to_input"]
 
 _EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
 
 
 def minmax_scale(maps: Tensor) -> Tensor:
-    """Per-map min-max scaling of (B, h, w) maps to [0, 1]; constant maps become 0."""
-    shifted = maps - maps.flatten(1).amin(dim=1)[:, None, None]
-    return shifted / (shifted.flatten(1).amax(dim=1)[:, None, None] + _EPS)
+    """Per-map min-max scaling of (B, h, w) maps to [0, 1] as ``scale_cam_image`` does; constant maps become 0.
+
+    Args:
+        maps: (B, h, w) floating maps.
+
+    Returns:
+        ``(m - min) / (max - min + 1e-7)`` per map (see :func:`xai_pool.minmax.minmax_normalize`).
+    """
+    return minmax_normalize(maps, eps=_EPS)
 
 
 def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:

@@ -10,9 +10,11 @@ saliency call has no side effect on the model, even when it raises.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import nn
+
+from ..runtime import eval_mode, preserved_training
 
 __all__ = [
     "count_hooks",
@@ -34,18 +36,6 @@ _HOOK_SIDE_TABLES = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called
 def count_hooks(model: nn.Module) -> int:
     """Number of forward, forward-pre, backward and backward-pre hooks on ``model`` and its submodules."""
     return sum(len(getattr(m, name, {})) for m in model.modules() for name in _HOOK_DICTS)
-
-
-@contextlib.contextmanager
-def preserved_training(model: nn.Module) -> Iterator[None]:
-    """Restore the ``training`` flag of every submodule on exit.
-
-    The flags are written back directly (not through ``.train()``), so a model whose
-    ``train()`` is overridden (a :class:`~xai_pool.CAModel` keeps its backbone in eval) gets
-    exactly its previous per-module state back.
-    """
-    with _training(list(model.modules())):
-        yield
 
 
 @contextlib.contextmanager
@@ -99,15 +89,8 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
 
 # The workers take module/parameter lists so that model_state_guard walks the model once
 # (a module-tree walk per guard was most of explain()'s overhead on small models).
-@contextlib.contextmanager
-def _training(modules: list[nn.Module]) -> Iterator[None]:
-    saved = [(module, module.training) for module in modules]
-    try:
-        yield
-    finally:
-        for module, flag in saved:
-            if module.training != flag:
-                module.training = flag
+# The train/eval flags: the home is xai_pool.runtime; raw and own attention import this name.
+_training = preserved_training
 
 
 @contextlib.contextmanager
@@ -190,11 +173,8 @@ def model_state_guard(model: nn.Module, *, pooling: str | None = None, freeze: b
         stack.enter_context(_structure(modules))
         stack.enter_context(_grads(params))
         stack.enter_context(_requires_grad(params, freeze))
-        stack.enter_context(_training(modules))
+        stack.enter_context(eval_mode(modules))  # not model.eval(): an overridden train() may do more
         stack.enter_context(preserved_pooling(model))
         if pooling is not None:
             model.pooling = pooling
-        for module in modules:  # not model.eval(): an overridden train() may do more
-            if module.training:
-                module.training = False
         yield model

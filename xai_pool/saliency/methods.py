@@ -8,7 +8,8 @@ class (or another class with its calling convention) can be passed instead of a 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_grad_cam as pgc

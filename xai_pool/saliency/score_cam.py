@@ -26,13 +26,16 @@ to a pseudo-random mask. For zero channels, the usual case after a ReLU, both ag
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_grad_cam.base_cam import BaseCAM
 from torch import Tensor, nn
+
+from ..minmax import minmax_normalize
+from ..runtime import save_training_flags
 
 __all__ = ["ScoreCAM"]
 
@@ -73,7 +76,7 @@ class ScoreCAM(BaseCAM):
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int (masked images per forward pass), got {batch_size!r}")
-        self._saved_training = [(m, m.training) for m in model.modules()]
+        self._restore_modes = save_training_flags(model)  # BaseCAM.__init__ calls model.eval()
         super().__init__(model, list(target_layers), reshape_transform=reshape_transform, uses_gradients=False)
         self.batch_size = batch_size
         self.progress = progress
@@ -121,7 +124,7 @@ class ScoreCAM(BaseCAM):
                 image_idx, channel_idx = pairs[start : start + self.batch_size].unbind(dim=1)
                 masks = self._masks(acts[image_idx, channel_idx], size, input_tensor.device)
                 outputs = self._run(input_tensor[image_idx] * masks[:, None])
-                row_scores = [_score(targets[int(b)], o) for b, o in zip(image_idx, outputs)]
+                row_scores = [_score(targets[int(b)], o) for b, o in zip(image_idx, outputs, strict=True)]
                 scores[image_idx, channel_idx] = torch.stack(row_scores).float().cpu()
         return torch.softmax(scores, dim=-1).numpy()
 
@@ -129,10 +132,7 @@ class ScoreCAM(BaseCAM):
     def _masks(maps: Tensor, size: tuple[int, int], device: torch.device) -> Tensor:
         # The same operations, in the same order, as pytorch-grad-cam's ScoreCAM.
         upsampled = F.interpolate(maps[None].to(device), size=size, mode="bilinear", align_corners=True)[0]
-        flat = upsampled.flatten(1)
-        mins = flat.min(dim=-1)[0][:, None, None]
-        maxs = flat.max(dim=-1)[0][:, None, None]
-        return (upsampled - mins) / (maxs - mins + _MASK_EPS)
+        return minmax_normalize(upsampled, eps=_MASK_EPS)
 
     def _run(self, batch: Tensor) -> Tensor:
         recorded = self.activations_and_grads.activations
@@ -154,9 +154,7 @@ class ScoreCAM(BaseCAM):
     def __exit__(self, exc_type: object, exc_value: object, exc_tb: object) -> None:
         """Release the hooks and restore the train/eval flags; exceptions propagate."""
         self.activations_and_grads.release()
-        for module, flag in self._saved_training:
-            module.training = flag
-        self._saved_training = []
+        self._restore_modes()
 
 
 def _score(target: Callable, output: Tensor) -> Tensor:

@@ -35,6 +35,11 @@ class ClassTarget(ClassifierOutputTarget):
     """
 
     def __call__(self, model_output: Any) -> Any:
+        """The target class's logit(s) of ``model_output``.
+
+        Raises:
+            ValueError: the class index is not below the number of logits.
+        """
         width = model_output.shape[-1]
         if self.category >= width:
             raise ValueError(

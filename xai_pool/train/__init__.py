@@ -14,12 +14,13 @@ from __future__ import annotations
 from .schedules import CosineSchedule, StepSchedule, build_scheduler
 from .state import load_train_state
 from .steps import Objective, train_step
-from .trainer import NonFiniteLossError, evaluate_stream, init_stream, train_stream
+from .trainer import NonFiniteLossError, RunExistsError, evaluate_stream, init_stream, train_stream
 
 __all__ = [
     "train_stream",
     "evaluate_stream",
     "NonFiniteLossError",
+    "RunExistsError",
     "init_stream",
     "train_step",
     "Objective",

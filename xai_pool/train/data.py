@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import random
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -148,6 +149,7 @@ class CountingCollate:
         self.collate_fn = collate_fn
 
     def __call__(self, samples: list) -> tuple[Any, int]:
+        """``(collated batch or None when every sample was None, number of None samples)``."""
         kept = [s for s in samples if s is not None]
         return (self.collate_fn(kept) if kept else None), len(samples) - len(kept)
 
@@ -208,19 +210,19 @@ def _loader_shuffles(loader: DataLoader) -> bool | None:
 def _rebuild(
     loader: DataLoader, dataset: Dataset, batch_size: int, sampler: Sampler, drop_last: bool, seed: int
 ) -> DataLoader:
-    kwargs: dict[str, Any] = dict(
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=loader.num_workers,
-        collate_fn=CountingCollate(loader.collate_fn),
-        pin_memory=loader.pin_memory,
-        drop_last=drop_last,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
+    kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "sampler": sampler,
+        "num_workers": loader.num_workers,
+        "collate_fn": CountingCollate(loader.collate_fn),
+        "pin_memory": loader.pin_memory,
+        "drop_last": drop_last,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
         # A private generator: DataLoader draws its worker base seed from the global RNG
         # otherwise, which would shift the global random stream when a run is resumed.
-        generator=torch.Generator().manual_seed(seed),
-    )
+        "generator": torch.Generator().manual_seed(seed),
+    }
     if loader.num_workers > 0:
         kwargs.update(
             multiprocessing_context=loader.multiprocessing_context,

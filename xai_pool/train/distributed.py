@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -20,6 +20,8 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from ..model import CAModel
+from ..runtime import resolve_device  # re-exported: its home is xai_pool.runtime
+from ..stream import StreamConfig
 
 __all__ = [
     "DistInfo",
@@ -76,24 +78,6 @@ def env_world() -> tuple[int, int, int]:
     return _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
 
 
-def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """The training device: ``device`` if given, else CUDA (``cuda:LOCAL_RANK``) when available, else CPU."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or None, got {device!r}") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was requested but CUDA is not available; use device='cpu'")
-        if resolved.index is None:
-            resolved = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return resolved
-
-
 def setup(device: torch.device) -> DistInfo:
     """Join (or start) the process group when running under torchrun; no-op for one process."""
     if dist.is_available() and dist.is_initialized():
@@ -143,7 +127,8 @@ class _StreamDDP(DistributedDataParallel):
     """DDP around a CAStream that still answers ``.config`` (CAModel reads it in forward)."""
 
     @property
-    def config(self):  # noqa: ANN201 - the wrapped stream's StreamConfig
+    def config(self) -> StreamConfig:
+        """The wrapped stream's configuration."""
         return self.module.config
 
 

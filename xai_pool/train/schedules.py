@@ -42,6 +42,7 @@ class StepSchedule:
         self.warmup_steps = int(warmup_steps)
 
     def __call__(self, step: int) -> float:
+        """The learning-rate factor of optimizer step ``step`` (0-based)."""
         warm = _warmup_factor(step, self.warmup_steps)
         if warm is not None:
             return warm
@@ -64,6 +65,7 @@ class CosineSchedule:
         self.min_factor = float(min_factor)
 
     def __call__(self, step: int) -> float:
+        """The learning-rate factor of optimizer step ``step`` (0-based)."""
         warm = _warmup_factor(step, self.warmup_steps)
         if warm is not None:
             return warm

@@ -7,7 +7,8 @@ These are the inner loops of :func:`xai_pool.train_stream`, kept separate so the
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -17,8 +17,9 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -26,6 +27,7 @@ from torch import Tensor
 from ..atomic import atomic_write_text, make_staging_dir, remove_stale_temp_files, replace_directory
 from ..checkpoint import apply_stream_payload, atomic_torch_save, check_finite_state, stream_payload
 from ..model import CAModel
+from ..runtime import eval_mode, model_device, preserved_training, resolve_device
 from ..stream import CAStream
 from ..validation import check_choice, check_float, check_int, check_output_dir, positive_float
 from . import distributed as dist_utils
@@ -34,7 +36,10 @@ from .schedules import SCHEDULES, build_scheduler
 from .state import capture_rng_state, check_resume_config, load_train_state, restore_rng_state, save_train_state
 from .steps import EVAL_FIELDS, Objective, evaluate_sums, split_batch, train_step
 
-__all__ = ["train_stream", "evaluate_stream", "INITS", "RUN_FILES", "NonFiniteLossError"]
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+__all__ = ["train_stream", "evaluate_stream", "INITS", "RUN_FILES", "NonFiniteLossError", "RunExistsError"]
 
 logger = logging.getLogger("xai_pool.train")
 
@@ -59,6 +64,10 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, message: str, cause: str = "diverged") -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class RunExistsError(ValueError):
+    """``out_dir`` already holds a training run, and neither ``resume`` nor ``overwrite`` was given."""
 
 
 # ----------------------------------------------------------------------------- checks
@@ -300,7 +309,7 @@ def train_stream(
         seed=seed,
     )
     _, _, local_rank = dist_utils.env_world()
-    resolved = dist_utils.resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank)
     info = dist_utils.setup(resolved)
     try:
         run = _Run(
@@ -359,13 +368,11 @@ def evaluate_stream(
     if not isinstance(model, CAModel):
         raise TypeError(f"evaluate_stream expects a CAModel, got {type(model).__name__}")
     if device is None:
-        device = next(model.stream.parameters()).device
-    resolved = dist_utils.resolve_device(device)
+        device = model_device(model.stream, torch.device("cpu"))
+    resolved = resolve_device(device)
     model.to(resolved)
     batches, counts, _ = prepare_eval_loader(loader, rank=0, world_size=1)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         sums = evaluate_sums(
             model,
             batches,
@@ -374,8 +381,6 @@ def evaluate_stream(
             amp_dtype=_amp_dtype(amp, resolved),
             counts=counts,
         )
-    finally:
-        model.train(was_training)
     metrics = _eval_metrics(sums.cpu(), label_free)
     return {
         "loss": metrics["val_loss"],
@@ -392,7 +397,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def _eval_metrics(sums: Tensor, label_free: bool) -> dict[str, float | None]:
-    s = dict(zip(EVAL_FIELDS, sums.tolist()))
+    s = dict(zip(EVAL_FIELDS, sums.tolist(), strict=True))
     return {
         "val_loss": _ratio(s["loss"], s["count"] if label_free else s["labeled"]),
         "val_acc_ca": _ratio(s["correct_ca"], s["labeled"]),
@@ -481,29 +486,29 @@ class _Run:
         train_loader: Iterable,
         val_loader: Iterable | None,
         *,
-        info,
-        device,
-        epochs,
-        lr,
-        momentum,
-        weight_decay,
-        schedule,
-        lr_step_epochs,
-        lr_gamma,
-        warmup_epochs,
-        label_smoothing,
-        label_free,
-        init,
-        out_dir,
-        checkpoint_every_steps,
-        resume,
-        overwrite,
-        max_steps,
-        amp,
-        seed,
-        progress,
-        on_step,
-        metadata=None,
+        info: dist_utils.DistInfo,
+        device: torch.device,
+        epochs: int,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        schedule: str,
+        lr_step_epochs: int,
+        lr_gamma: float,
+        warmup_epochs: float,
+        label_smoothing: float,
+        label_free: bool,
+        init: str,
+        out_dir: str | os.PathLike | None,
+        checkpoint_every_steps: int | None,
+        resume: bool,
+        overwrite: bool,
+        max_steps: int | None,
+        amp: bool | str | None,
+        seed: int,
+        progress: bool | None,
+        on_step: Callable[[dict[str, Any]], None] | None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.model, self.info, self.device = model, info, device
         self.metadata = metadata
@@ -595,9 +600,9 @@ class _Run:
             return None
         existing = [name for name in RUN_FILES if (self.out_dir / name).exists()]
         if existing and not overwrite:
-            raise ValueError(
+            raise RunExistsError(
                 f"{str(self.out_dir)!r} already holds a training run ({', '.join(existing)}); pass resume=True "
-                "(--resume) to continue it, overwrite=True (--overwrite) to replace it, or choose another out_dir"
+                "to continue it, overwrite=True to replace it, or choose another out_dir"
             )
         if existing:
             others = sorted(p.name for p in self.out_dir.iterdir() if p.name not in RUN_FILES)
@@ -658,10 +663,13 @@ class _Run:
 
     def run(self) -> list[dict[str, Any]]:
         model = self.model
-        was_training = model.training
         try:
             self._start_staging()
-            with dist_utils.ddp_stream(model, self.info, self.device), model.pooling_as("ca"):
+            with (
+                preserved_training(model),
+                dist_utils.ddp_stream(model, self.info, self.device),
+                model.pooling_as("ca"),
+            ):
                 while self.epoch < self.epochs:
                     if not self._train_epoch():
                         break  # max_steps reached
@@ -669,7 +677,6 @@ class _Run:
             dist_utils.barrier(self.info)
         finally:
             self._drop_staging()
-            model.train(was_training)
         return [dict(record) for record in self.history]
 
     def _lr_of_step(self, step: int) -> float:
@@ -782,7 +789,7 @@ class _Run:
     def _end_epoch(self) -> None:
         self._check_finite()
         totals = dist_utils.all_reduce_sum(self.sums, self.info).tolist()
-        train = dict(zip(_TRAIN_FIELDS, totals))
+        train = dict(zip(_TRAIN_FIELDS, totals, strict=True))
         if train["count"] == 0:
             raise ValueError(
                 f"epoch {self.epoch + 1}: every training image was unreadable ({int(train['skipped'])} skipped), so "
@@ -804,20 +811,19 @@ class _Run:
         started = time.perf_counter()
         if self.val is not None:
             batches, counts, sharded = self.val
-            self.model.eval()
-            sums = evaluate_sums(
-                self.model, batches, self.objective, device=self.device, amp_dtype=self.amp_dtype, counts=counts
-            )
+            with eval_mode(self.model):
+                sums = evaluate_sums(
+                    self.model, batches, self.objective, device=self.device, amp_dtype=self.amp_dtype, counts=counts
+                )
             if sharded:
                 sums = dist_utils.all_reduce_sum(sums, self.info)
             record.update(_eval_metrics(sums.cpu(), self.objective.label_free))
             record["skipped"] += int(sums[6])
-            self.model.train()
             if record["val_loss"] is not None and not math.isfinite(record["val_loss"]):
                 raise NonFiniteLossError(
-                    f"the validation loss is {record['val_loss']} after epoch {record['epoch']} although every training "
-                    "loss was finite: val_loader's images hold NaN or inf values, or the model overflows in mixed "
-                    f"precision (amp=False avoids that); {self._kept_checkpoint()}",
+                    f"the validation loss is {record['val_loss']} after epoch {record['epoch']} although every "
+                    "training loss was finite: val_loader's images hold NaN or inf values, or the model overflows in "
+                    f"mixed precision (amp=False avoids that); {self._kept_checkpoint()}",
                     cause="validation",
                 )
         # Time across processes was summed: report the wall time of one process.
@@ -940,7 +946,7 @@ def _check_labels(labels: Tensor, num_classes: int) -> None:
         )
 
 
-def _progress_bar(enabled: bool, total: int, initial: int, desc: str):
+def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> tqdm | None:
     if not enabled:
         return None
     from tqdm.auto import tqdm

