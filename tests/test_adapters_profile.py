@@ -78,7 +78,8 @@ def test_functional_pooling_is_replaced_at_the_classifier_input() -> None:
         "classifier",
         "features.norm5",
     )
-    # DenseNet applies F.relu(inplace=True) to `features` (= norm5's output) before pooling: the stream reads the relu'd map.
+    # DenseNet applies F.relu(inplace=True) to `features` (= norm5's output) before pooling:
+    # the stream reads the relu'd map.
     model = attach_stream(torchvision.models.densenet121(num_classes=3))
     seen = {}
     handle = model.stream.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(features=i[1]))

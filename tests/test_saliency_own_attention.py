@@ -35,7 +35,7 @@ def _images(n: int = 2, size: int = SIZE) -> torch.Tensor:
 
 def _vit(name: str = "vit_tiny_patch16_224", **kwargs) -> nn.Module:
     torch.manual_seed(0)
-    options = dict(img_size=SIZE, patch_size=8, depth=2, num_classes=3)
+    options = {"img_size": SIZE, "patch_size": 8, "depth": 2, "num_classes": 3}
     options.update(kwargs)
     return timm.create_model(name, **options).eval()
 

@@ -17,13 +17,10 @@ from torch import nn
 #: torchvision classifiers without a global average pooling, and the reason the refusal must give.
 TORCHVISION_REFUSED = {
     "alexnet": "pools to 6x6, not global",
-    **{
-        name: "pools to 7x7, not global"
-        for name in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
-    },
-    **{
-        name: "class token, no average pooling" for name in ("vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32")
-    },
+    **dict.fromkeys(
+        ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"), "pools to 7x7, not global"
+    ),
+    **dict.fromkeys(("vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"), "class token, no average pooling"),
 }
 
 #: Wrapped in the default (fast) run; every other torchvision model runs in the slow tier.

@@ -299,9 +299,12 @@ def _last_map(recording: Recording, oracle: LayoutOracle) -> tuple[Call, TapLayo
 
 def _vector_input(call: Call) -> Tensor | None:
     value = call.input
-    if isinstance(value, Tensor) and value.is_floating_point():
-        if value.ndim == 2 or (value.ndim == 4 and value.shape[2:] == (1, 1)):
-            return value
+    if (
+        isinstance(value, Tensor)
+        and value.is_floating_point()
+        and (value.ndim == 2 or (value.ndim == 4 and value.shape[2:] == (1, 1)))
+    ):
+        return value
     return None
 
 
@@ -344,22 +347,30 @@ def _refusal_reason(recording: Recording, last: Call, layout: TapLayout, head: C
             f"its classifier layer {head.name!r} runs {runs} times per forward pass (several heads over several "
             "stages): there is no single global pooling to replace"
         )
-    if layout.kind == "tokens" and layout.prefix_tokens and width == layout.channels:
-        if close_enough(vector, feature[:, 0]):
-            return "it pools by its class token, not by averaging (class token, no average pooling)"
+    if (
+        layout.kind == "tokens"
+        and layout.prefix_tokens
+        and width == layout.channels
+        and close_enough(vector, feature[:, 0])
+    ):
+        return "it pools by its class token, not by averaging (class token, no average pooling)"
     if layout.kind != "tokens" and width == layout.channels:
         flat = feature.float().permute(0, 2, 3, 1) if layout.kind == "nchw" else feature.float()
         if close_enough(vector, flat.reshape(flat.shape[0], -1, flat.shape[-1]).amax(dim=1)):
             return "it takes a global maximum, not an average"
     for call in recording.calls:
         out = call.output
-        if isinstance(out, Tensor) and out.ndim == 4 and last.post <= call.post < head.pre:
-            if out[0].numel() == width and out.shape[2] * out.shape[3] > 1:
-                return (
-                    f"it pools to {out.shape[2]}x{out.shape[3]}, not global, and flattens that map into the classifier"
-                )
+        if (
+            isinstance(out, Tensor)
+            and out.ndim == 4
+            and last.post <= call.post < head.pre
+            and out[0].numel() == width
+            and out.shape[2] * out.shape[3] > 1
+        ):
+            return f"it pools to {out.shape[2]}x{out.shape[3]}, not global, and flattens that map into the classifier"
     if width != layout.channels and width % layout.channels == 0 and width // layout.channels > 1:
-        return f"its classifier reads {width} values, {width // layout.channels}x the last map's width: not a global pooling"
+        ratio = width // layout.channels
+        return f"its classifier reads {width} values, {ratio}x the last map's width: not a global pooling"
     return (
         f"no module's output averages to the input of {head.name!r}: the last feature map ({last.name!r}) "
         "is not globally average-pooled into the classifier"

@@ -1,5 +1,8 @@
-"""What a model and its library say about it: timm's ``pretrained_cfg``, torchvision's weights,
-declared attributes (``xai_pool_preprocessing``), fixed input sizes, input channels, layout hints."""
+"""What a model and its library say about it, before any probe.
+
+timm's ``pretrained_cfg``, torchvision's weights, declared attributes (``xai_pool_preprocessing``),
+fixed input sizes, input channels, layout hints.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ __all__ = [
 
 
 def timm_cfg(model: nn.Module) -> dict | None:
+    """The ``pretrained_cfg`` of a model timm built, else None."""
     cfg = getattr(model, "pretrained_cfg", None)
     return cfg if isinstance(cfg, dict) else None
 
 
 def model_family(model: nn.Module) -> str:
+    """A short name for messages and caches: ``timm-<architecture>``, ``torchvision-<class>`` or the class name."""
     cfg = timm_cfg(model)
     if cfg and cfg.get("architecture"):
         return f"timm-{cfg['architecture']}"
@@ -59,12 +64,18 @@ def resolve_preprocessing(model: nn.Module, arch: str | None = None) -> Preproce
 
 
 def fixed_input_size(model: nn.Module, preprocessing: Preprocessing) -> tuple[int, int] | None:
+    """The (H, W) a model refuses to run without (timm fixed-size models, torchvision ViTs), else None."""
     cfg = timm_cfg(model)
     patch_embed = getattr(model, "patch_embed", None)
     built = getattr(patch_embed, "img_size", None)
-    if cfg and isinstance(built, (tuple, list)) and len(built) == 2 and not getattr(model, "dynamic_img_size", False):
-        if cfg.get("fixed_input_size") or getattr(patch_embed, "strict_img_size", False):
-            return (int(built[0]), int(built[1]))  # the size the model was built for (img_size=...), not the cfg's
+    if (
+        cfg
+        and isinstance(built, (tuple, list))
+        and len(built) == 2
+        and not getattr(model, "dynamic_img_size", False)
+        and (cfg.get("fixed_input_size") or getattr(patch_embed, "strict_img_size", False))
+    ):
+        return (int(built[0]), int(built[1]))  # the size the model was built for (img_size=...), not the cfg's
     if cfg and cfg.get("fixed_input_size"):
         return preprocessing.input_size
     if type(model).__module__.startswith("torchvision.models") and isinstance(getattr(model, "image_size", None), int):
@@ -73,6 +84,10 @@ def fixed_input_size(model: nn.Module, preprocessing: Preprocessing) -> tuple[in
 
 
 def channel_candidates(model: nn.Module, preprocessing: Preprocessing, explicit: int | None) -> list[int]:
+    """Input channel counts to probe with, most trusted first.
+
+    The first conv comes last: stems like tresnet's space-to-depth read more channels than the image has.
+    """
     if explicit is not None:
         return [explicit]
     candidates = []
@@ -90,6 +105,7 @@ def channel_candidates(model: nn.Module, preprocessing: Preprocessing, explicit:
 
 
 def layout_hints(model: nn.Module) -> dict[str, Any]:
+    """What the model says about its feature layout: timm's ``num_prefix_tokens`` and ``output_fmt``."""
     hints: dict[str, Any] = {}
     prefix = getattr(model, "num_prefix_tokens", None)
     if isinstance(prefix, int):

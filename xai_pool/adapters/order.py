@@ -15,7 +15,7 @@ they are kept, since nothing speaks against them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +88,7 @@ def follows_image(
         layout: how to read the feature.
         image_size: (H, W) of the probe images.
         permutations: shuffles in the null distribution (a fixed seed: the answer is reproducible).
+        flat_response: the coefficient of variation under which a change map counts as uniform.
     """
     maps = torch.stack([change_map(clean, feature, layout, image_size) for feature in changed])  # (4, h, w)
     _, h, w = maps.shape
@@ -115,7 +116,7 @@ def run_with_bumps(model: nn.Module, images: Tensor, modules: Sequence[str]) -> 
     found: dict[str, object] = {}
     handles = []
 
-    def make(name: str):
+    def make(name: str) -> Callable[[nn.Module, tuple, object], None]:
         def hook(_module: nn.Module, inputs: tuple, output: object) -> None:
             found.setdefault(name, output)
             found.setdefault(f"{name}:in", inputs[0] if inputs else None)

@@ -1,5 +1,8 @@
-"""Where the stream reads and what it replaces: an explicit spec checked, or a discovered placement,
-then the grid-order check of every tap (see :mod:`.order`)."""
+"""Where the stream reads and what it replaces.
+
+An explicit spec is checked, or a placement is discovered; then every tap's grid order is checked
+(see :mod:`.order`).
+"""
 
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ def _pool_from_spec(spec: StreamSpec, recording: Recording, oracle: LayoutOracle
         if layout is None:
             raise ProfileError(
                 f"pool module {spec.pool!r} must receive a feature map, got "
-                f"{type(source).__name__} {tuple(getattr(source, 'shape', ()))}; point pool= at the global average pooling"
+                f"{type(source).__name__} {tuple(getattr(source, 'shape', ()))}; "
+                "point pool= at the global average pooling"
             )
         output = call.output
         if not isinstance(output, Tensor) or output.numel() != source.shape[0] * layout.channels:
@@ -111,6 +115,7 @@ def _pool_from_spec(spec: StreamSpec, recording: Recording, oracle: LayoutOracle
 def find_placement(
     model: nn.Module, spec: StreamSpec | None, recording: Recording, oracle: LayoutOracle, logits: Any
 ) -> tuple[tuple[Tap, ...], PoolSite, str | None, str]:
+    """(taps, pool site, default CAM layer, how it was found) from an explicit spec, else discovered."""
     if spec is not None:
         for path in (*spec.taps, spec.pool or spec.head, spec.pooled, spec.target_layer):
             if path:
@@ -123,7 +128,7 @@ def find_placement(
                 f"StreamSpec.taps must be in forward order; the model runs them as {_ordered(taps, order)}"
             )
         limit = recording.first(pool.path).pre
-        late = [t.path for t, post in zip(taps, order) if post > limit]
+        late = [t.path for t, post in zip(taps, order, strict=True) if post > limit]
         if late:
             raise ProfileError(f"taps {late} run after the pooling {pool.path!r}; taps must come before it")
         target = spec.target_layer or pool.pooled_path or None
@@ -195,10 +200,11 @@ def check_order(
 
 
 def _ordered(taps: Sequence[Tap], order: Sequence[int]) -> str:
-    return ", ".join(t.path for _, t in sorted(zip(order, taps), key=lambda item: item[0]))
+    return ", ".join(t.path for _, t in sorted(zip(order, taps, strict=True), key=lambda item: item[0]))
 
 
 def target_layout_of(recording: Recording, oracle: LayoutOracle, path: str | None) -> TapLayout | None:
+    """The layout of the output of the layer at ``path`` in the probe's recording (None if it is no map)."""
     if not path:
         return None
     call = recording.first(path)

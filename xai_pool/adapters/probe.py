@@ -11,7 +11,7 @@ and :func:`layout_from_one_shape` accepts a layout only when the shape admits no
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,7 @@ def _recording_hooks(model: nn.Module, calls: list[Call], counts: dict[str, int]
     handles = []
     open_calls: dict[int, list[Call]] = {}
 
-    def make_pre(name: str, module: nn.Module):
+    def make_pre(name: str, module: nn.Module) -> Callable[[nn.Module, tuple, dict], None]:
         def pre(_module: nn.Module, args: tuple, kwargs: dict) -> None:
             occurrence = counts.get(name, 0)
             counts[name] = occurrence + 1
@@ -193,12 +193,12 @@ def layout_from_shapes(
     if len(shape_a) != len(shape_b) or shape_a[0] != shape_b[0]:
         return None
     if len(shape_a) == 4:
-        if shape_a[1] == shape_b[1] and shape_a[2] != shape_b[2] and shape_a[3] != shape_b[3]:
-            if _plausible_grid(shape_a[2:], size_a) and _plausible_grid(shape_b[2:], size_b):
-                return TapLayout("nchw", int(shape_a[1]))
-        if shape_a[3] == shape_b[3] and shape_a[1] != shape_b[1] and shape_a[2] != shape_b[2]:
-            if _plausible_grid(shape_a[1:3], size_a) and _plausible_grid(shape_b[1:3], size_b):
-                return TapLayout("nhwc", int(shape_a[3]))
+        nchw = shape_a[1] == shape_b[1] and shape_a[2] != shape_b[2] and shape_a[3] != shape_b[3]
+        if nchw and _plausible_grid(shape_a[2:], size_a) and _plausible_grid(shape_b[2:], size_b):
+            return TapLayout("nchw", int(shape_a[1]))
+        nhwc = shape_a[3] == shape_b[3] and shape_a[1] != shape_b[1] and shape_a[2] != shape_b[2]
+        if nhwc and _plausible_grid(shape_a[1:3], size_a) and _plausible_grid(shape_b[1:3], size_b):
+            return TapLayout("nhwc", int(shape_a[3]))
         return None
     if len(shape_a) == 3 and shape_a[2] == shape_b[2] and shape_a[1] != shape_b[1]:
         grids_b = set(_token_grids(int(shape_b[1]), size_b))
@@ -254,6 +254,7 @@ def layout_from_one_shape(
 
 # ---------------------------------------------------------------------------------------- probe runs
 def probe_input(model: nn.Module, channels: int, size: tuple[int, int]) -> Tensor:
+    """A seeded random batch of two images on the model's device and dtype."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
@@ -304,6 +305,7 @@ def probe_runs(
 
 
 def did_not_run(model: nn.Module, errors: list[str]) -> ValueError:
+    """The error for a model no probe could run, quoting the first errors and naming ``probe_size=``."""
     detail = "; ".join(e.splitlines()[0][:200] for e in errors[:3])
     from .model_profile import ProfileError  # the error type lives with the profile data
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..runtime import eval_mode
 from .attention import AttentionPooling, find_attention_pooling
 from .discovery import LayoutOracle
 from .metadata import (
@@ -133,9 +134,7 @@ def resolve_attention_pooling(
     plans = probe_plans(probe_size, fixed_input_size(model, preprocessing), preprocessing.input_size)
     errors: list[str] = []
     reason = "it did not run"
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
+    with eval_mode(model):  # the probes must not update batch-norm statistics
         for rec_a, rec_b, channels in probe_runs(
             model, channel_candidates(model, preprocessing, in_channels), plans, errors
         ):
@@ -151,9 +150,6 @@ def resolve_attention_pooling(
                 continue
             _ATTENTION_CACHE[model] = (key, found)
             return found
-    finally:
-        for module, flag in flags:
-            module.training = flag
     if errors and reason == "it did not run":
         raise did_not_run(model, errors)
     raise ProfileError(
@@ -182,9 +178,7 @@ def _resolve(
     plans = probe_plans(probe_size, fixed, preprocessing.input_size)
     errors: list[str] = []
     failure: ProfileError | None = None
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
+    with eval_mode(model):  # the probes must not update batch-norm statistics
         for rec_a, rec_b, channels in probe_runs(
             model, channel_candidates(model, preprocessing, in_channels), plans, errors
         ):
@@ -201,9 +195,6 @@ def _resolve(
             break
         else:
             raise failure if failure is not None else did_not_run(model, errors)
-    finally:
-        for module, flag in flags:
-            module.training = flag
     notes = [f"tap {path!r} dropped: its positions do not follow the image (e.g. unrolled tokens)" for path in dropped]
     if rec_b is None:
         notes.append(f"measured at one input size ({rec_a.image_size[0]}x{rec_a.image_size[1]}) only")

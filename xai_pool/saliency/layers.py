@@ -10,7 +10,7 @@ silently mix unrelated tensors. :func:`single_call_check` turns that into a clea
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from torch import nn
 
@@ -29,8 +29,11 @@ TargetLayers = nn.Module | str | Sequence[nn.Module | str] | None
 
 
 def _default_layer(model: nn.Module) -> tuple[str | None, TapLayout | None, str]:
-    """(path, layout, reason) of a plain classifier's default CAM layer: the map its GAP averages,
-    else what its own attention pooling reads (class-token ViTs, CaiT, attention pools)."""
+    """(path, layout, reason) of a plain classifier's default CAM layer.
+
+    That is the map its GAP averages, else what its own attention pooling reads (class-token ViTs,
+    CaiT, attention pools).
+    """
     try:
         profile = resolve_profile(model)
         return profile.target_layer, profile.target_layout, ""
@@ -141,7 +144,7 @@ def single_call_check(model: nn.Module, layers: Sequence[nn.Module]) -> Iterator
         for key in counts:
             counts[key] = 0
 
-    def make_counter(layer: nn.Module):
+    def make_counter(layer: nn.Module) -> Callable[[nn.Module, tuple, object], None]:
         def count(_module: nn.Module, _inputs: tuple, _output: object) -> None:
             counts[id(layer)] += 1
             if counts[id(layer)] > 1:

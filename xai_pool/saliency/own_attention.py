@@ -10,7 +10,8 @@ the model's own forward pass (see :mod:`xai_pool.adapters.attention`); the model
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch

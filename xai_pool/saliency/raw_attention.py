@@ -7,7 +7,8 @@ method costs one forward pass of the model (no backward, no extra passes) plus a
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -107,7 +108,7 @@ class RawAttention:
         return sorted({i % n_blocks for i in indices})
 
     # ------------------------------------------------------------------ pytorch-grad-cam protocol
-    def __enter__(self) -> "RawAttention":
+    def __enter__(self) -> RawAttention:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
