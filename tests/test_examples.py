@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,7 @@ def _load(script: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"example_{Path(script).stem}", EXAMPLES / script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -151,3 +153,114 @@ def test_transfer_example_passes_its_options_to_run_transfer(monkeypatch, tmp_pa
     calls.clear()
     module.main(["--out", str(tmp_path)])
     assert calls[0][1]["config"].image_size == 128 and calls[0][1]["progress"] is None
+
+
+# --------------------------------------------------------------------------- vit_attention.py
+def _quick_vit(module: ModuleType, **changes) -> Any:
+    from dataclasses import replace
+
+    return module.build_vit(replace(module.QUICK, **changes)).eval()
+
+
+@pytest.mark.parametrize("stem", ["resnet", "patch"])
+def test_vit_average_pooled_variant_keeps_weights_and_head(stem: str) -> None:
+    import torch
+
+    import xai_pool
+    from xai_pool.data import ShapesScenes
+
+    module = _load("vit_attention.py")
+    vit = _quick_vit(module, stem=stem)
+    x = ShapesScenes("test", n=3, seed=0).tensors()[0]
+    with torch.no_grad():
+        before = vit(x)
+        avg = module.average_pooled_variant(vit).eval()
+        tokens = vit.forward_features(x)  # final norm applied to every token
+        # By hand: the mean of the normalised patch tokens (class token left out) through the same head.
+        assert torch.allclose(avg(x), vit.head(tokens[:, 1:].mean(dim=1)), atol=1e-5)
+        assert torch.allclose(vit(x), before) and torch.allclose(vit(x), vit.head(tokens[:, 0]), atol=1e-5)
+        assert not torch.allclose(avg(x), before, atol=1e-3)  # another pooling, not the same model
+    assert vit.global_pool == "token" and avg.global_pool == "avg"
+    assert all(torch.equal(a, b) for a, b in zip(vit.state_dict().values(), avg.state_dict().values(), strict=True))
+    ca = xai_pool.attach_stream(avg)  # the stream replaces exactly that mean
+    assert ca.profile.pool.path == "fc_norm" and ca.profile.pool.layout.prefix_tokens == 1
+    with torch.no_grad(), ca.pooling_as("gap"):
+        assert torch.allclose(ca(x), avg(x), atol=1e-5)
+
+
+def test_vit_attention_arguments(tmp_path, capsys) -> None:
+    module = _load("vit_attention.py")
+    assert module.__doc__ and "python examples/vit_attention.py" in module.__doc__
+    args = module.parse_args([])
+    assert args.out == Path("xai_pool_examples/vit_attention") and not args.quick and args.stem == "resnet"
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    for bad, message in ((["--out", str(target)], "is a file"), (["--n", "1"], "--n must be at least 2")):
+        with pytest.raises(SystemExit) as exit_info:
+            module.parse_args(bad)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_vit_attention_example(tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    import xai_pool
+    from xai_pool.data import ShapesScenes
+    from xai_pool.metrics import adjust_p_values, evaluate, summarize
+
+    out = tmp_path / "vit"
+    run = _run("vit_attention.py", "--out", str(out))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "examples.png",
+        "results.json",
+        "results.md",
+        "stream.pt",
+        "vit.pt",
+    ]
+    _assert_png(out / "examples.png")
+    results = json.loads((out / "results.json").read_text())
+    module = _load("vit_attention.py")
+    n = module.QUICK.n
+    per_image = results["per_image"]
+    assert set(per_image) == set(module.MAPS) and results["config"]["n"] == n
+    markdown = (out / "results.md").read_text()
+    assert markdown in run.stdout
+    for key, values in per_image.items():
+        pg, epg = (np.asarray(values[m]) for m in module.METRICS)
+        assert pg.shape == epg.shape == (n,) and set(pg) <= {0.0, 100.0} and ((epg >= 0) & (epg <= 100)).all()
+        summary = results["summary"][key]
+        assert summary == summarize({m: np.asarray(values[m]) for m in module.METRICS})  # same seed: same CIs
+        assert summary["pointing_game"]["mean"] == pytest.approx(pg.mean())
+        s = summary["energy_pointing_game"]
+        assert f"{s['mean']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]" in markdown
+    tests = results["tests"]
+    assert [(t["a"], t["b"], t["metric"]) for t in tests] == [
+        (a, b, m) for a, b in module.PAIRS for m in module.METRICS
+    ]
+    for t in tests:
+        a, b = np.asarray(per_image[t["a"]][t["metric"]]), np.asarray(per_image[t["b"]][t["metric"]])
+        assert t["diff"] == pytest.approx((a - b).mean()) and t["ci_low"] <= t["diff"] <= t["ci_high"]
+    assert [t["p_holm"] for t in tests] == pytest.approx(list(adjust_p_values([t["p_value"] for t in tests], "holm")))
+
+    # The saved weights reproduce the scored maps: the ViT's own attention and the CA-Stream's.
+    vit = module.build_vit(module.QUICK)
+    vit.load_state_dict(torch.load(out / "vit.pt", weights_only=True))
+    vit.eval()
+    ca = xai_pool.attach_stream(module.average_pooled_variant(vit))
+    xai_pool.load_stream(ca, out / "stream.pt")
+    x, y, masks = ShapesScenes("test", n=n, seed=0).tensors()
+    for key, model, kwargs in (
+        ("own_attention", vit, {}),
+        ("own_rollout", vit, {"rollout": True}),
+        ("ca_attention", ca, {}),
+    ):
+        maps = xai_pool.explain(model, x, "raw_attention", **kwargs)
+        again = evaluate(model, x, maps, y, metrics=module.METRICS, masks=masks)
+        for metric in module.METRICS:
+            # percent; the saved float32 weights reload exactly, the sums may round differently (~5e-6 seen)
+            np.testing.assert_allclose(again[metric], per_image[key][metric], rtol=1e-5, atol=1e-4)
+    with torch.no_grad():
+        accuracy = float((ca(x).argmax(1) == y).float().mean())
+    assert accuracy == pytest.approx(results["accuracy_on_scored"]["ca"])

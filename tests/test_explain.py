@@ -122,12 +122,6 @@ def test_explain_is_the_function_even_after_importing_its_module(tiny) -> None:
     np.testing.assert_array_equal(xai_pool.explain(tiny, x, "gradcam"), module.explain(tiny, x, "gradcam"))
 
 
-def test_aug_smooth_is_passed_through(tiny) -> None:
-    x = torch.randn(1, 3, 16, 16)
-    smooth = explain(tiny, x, "gradcam", aug_smooth=True)
-    assert smooth.shape == (1, 16, 16) and count_hooks(tiny) == 0
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_model_gives_the_cpu_maps(tiny) -> None:
     x = torch.randn(2, 3, 16, 16)

@@ -89,3 +89,16 @@ def test_gap_maps_equal_pytorch_grad_cam_on_the_original_model(setups, model_key
     got = explain(ca, x, name, pooling="gap", targets=_TARGETS, batch_size=16)
     assert np.ptp(expected.reshape(len(x), -1), axis=1).max() > 0, "constant maps: the comparison would be vacuous"
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("option", ["aug_smooth", "eigen_smooth"])
+def test_smoothing_options_reach_pytorch_grad_cam_and_change_the_map(setups, option: str) -> None:
+    # Peer answer for the option, and proof that it is not dropped on the way (the map changes).
+    original, ca, x, layer = setups["torchvision-resnet18"]
+    targets = [ClassifierOutputTarget(t) for t in _TARGETS]
+    with pgc.GradCAM(model=original, target_layers=[original.get_submodule(layer)]) as cam:
+        expected = cam(x, targets=targets, **{option: True})
+    got = explain(ca, x, "gradcam", pooling="gap", targets=_TARGETS, **{option: True})
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    plain = explain(ca, x, "gradcam", pooling="gap", targets=_TARGETS)
+    assert np.abs(got - plain).max() > 0.05

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ from torch.utils.data import TensorDataset
 
 from xai_pool import attach_stream
 from xai_pool.metrics import adjust_p_values, curve_fractions, evaluate
+from xai_pool.metrics.registry import METRICS
 from xai_pool.report import ComparisonResult, compare, is_complete
+from xai_pool.report.tables import findings
 from xai_pool.report.writer import csv_cell
 
 from .conftest import TINY_SPEC, TinyCNN, csv_rows
@@ -212,9 +215,37 @@ def test_write_refuses_a_file_before_any_work(result: ComparisonResult, tmp_path
 
 
 def test_findings_name_significant_wins(result: ComparisonResult) -> None:
+    # Known answer: the sentences list exactly the (method, metric) pairs each pooling won.
+    data = SimpleNamespace(
+        winners=lambda: {
+            ("gradcam", "ad"): "ca",
+            ("gradcam", "pointing_game"): "gap",
+            ("scorecam", "insertion"): "tie",
+        },
+        poolings=("gap", "ca"),
+        accuracy={"gap": {"mean": 99.5}, "ca": {"mean": 99.0}},
+        p_adjustment="holm",
+        alpha=0.05,
+        tests=[{}] * 3,
+    )
+    assert findings(data) == (
+        "CA was significantly better than GAP (Holm-adjusted p < 0.05 over 3 paired tests) on: Grad-CAM AD. "
+        "GAP was significantly better on: Grad-CAM PG; no significant difference on: Score-CAM I "
+        "(accuracy GAP 99.5% / CA 99.0%)."
+    )
+    data.winners = lambda: {("gradcam", "ad"): "tie"}
+    data.p_adjustment = "none"
+    assert findings(data).startswith(
+        "CA was significantly better than GAP (p < 0.05, unadjusted, 3 paired tests) on no metric. "
+        "GAP was significantly better on: nothing; no significant difference on: Grad-CAM AD"
+    )
+    # On a real run: each paired test's verdict follows its Holm-adjusted p and the metric's direction.
     text = result.findings()
-    assert text.startswith("CA was significantly better than GAP (Holm-adjusted p < 0.05 over 7 paired tests)")
-    assert "GAP was significantly better" in text
+    assert text.startswith(f"CA was significantly better than GAP (Holm-adjusted p < 0.05 over {len(result.tests)} ")
+    for t in result.tests:
+        higher_is_better = METRICS[t["metric"]].higher_is_better
+        expected = "tie" if t["p_adjusted"] >= 0.05 else ("ca" if (t["diff"] > 0) == higher_is_better else "gap")
+        assert t["better"] == expected, t
 
 
 def test_figures_label_each_kept_image_with_its_own_class(result: ComparisonResult) -> None:

@@ -48,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:
-        # Library errors are written to be read by people: show the message, not a traceback.
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as exc:
+        # Library errors are written to be read by people: show the message, not a traceback
+        # (ImportError: a missing optional dependency, named with its pip command). Anything
+        # else is a bug and keeps its traceback for the report.
         if getattr(args, "debug", False):
             raise
         text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

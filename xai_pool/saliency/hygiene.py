@@ -89,8 +89,6 @@ def no_new_hooks(model: nn.Module) -> Iterator[None]:
 
 # The workers take module/parameter lists so that model_state_guard walks the model once
 # (a module-tree walk per guard was most of explain()'s overhead on small models).
-# The train/eval flags: the home is xai_pool.runtime; raw and own attention import this name.
-_training = preserved_training
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from ..adapters import resolve_attention_pooling
 from ..adapters.attention import capture_attention
+from ..runtime import eval_mode
 from ._maps import scale_to_input
-from .hygiene import _training
 
 __all__ = ["OwnAttention", "attention_rollout"]
 
@@ -122,11 +122,8 @@ class OwnAttention:
                 sizes.append(tuple(pooling.grid.to_nchw(source, tuple(input_tensor.shape[-2:])).shape[-2:]))
 
         handle = pooled.register_forward_pre_hook(read_grid)
-        modules = list(self.model.modules())
         try:
-            with _training(modules), torch.no_grad(), capture_attention(self.model, paths) as seen:
-                for module in modules:
-                    module.training = False
+            with eval_mode(self.model), torch.no_grad(), capture_attention(self.model, paths) as seen:
                 self.outputs = self.model(input_tensor.to(device))
         finally:
             handle.remove()

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ..model import CAModel
+from ..runtime import eval_mode
 from ._maps import minmax_scale, scale_to_input, upsample
-from .hygiene import _training
 
 __all__ = ["RawAttention"]
 
@@ -137,11 +137,7 @@ class RawAttention:
             shape = tuple(input_tensor.shape) if isinstance(input_tensor, Tensor) else type(input_tensor).__name__
             raise ValueError(f"input_tensor must be a 4-D image batch (B, C, H, W), got {shape}")
         device = next(self.model.parameters()).device
-        modules = list(self.model.modules())
-        with _training(modules), torch.inference_mode():
-            for module in modules:
-                if module.training:
-                    module.training = False
+        with eval_mode(self.model), torch.inference_mode():
             logits, attentions = self.model.forward_with_attention(input_tensor.to(device))
             self.outputs = logits.detach()
             maps = [self._reduce_heads(attentions[i]) for i in self.blocks]
