@@ -290,15 +290,16 @@ tests.sort_values("p").round(4)
 # %% [markdown]
 # ## 6. Save the report
 #
-# The same files `xai-pool evaluate` writes: a self-contained HTML page (figures embedded),
-# the table as CSV and JSON (with versions and configuration), and every per-image value.
+# The same folder `xai-pool evaluate` writes, whole or not at all: a self-contained HTML page
+# (figures embedded), the tables as Markdown, CSV and JSON (with versions and configuration),
+# every per-image value, the figures, and `manifest.json` last (the completion marker that
+# `xai_pool.report.is_complete` checks). `result.to_html(path)`, `to_csv`, ... write single files.
 
 # %%
-files = [
-    result.to_html(OUT / "report.html", title="GAP vs CA on ShapesScenes"),
-    result.to_csv(OUT / "metrics.csv"),
-    result.to_json(OUT / "metrics.json"),
-    result.to_per_image_csv(OUT / "per_image.csv"),
-]
+from xai_pool.report import is_complete
+
+report_dir = OUT / "report"
+files = result.write(report_dir, title="GAP vs CA on ShapesScenes")
 for path in files:
-    print(f"{path}  ({path.stat().st_size:,} bytes)")
+    print(f"{path.relative_to(report_dir)}  ({path.stat().st_size:,} bytes)")
+print("complete:", is_complete(report_dir))

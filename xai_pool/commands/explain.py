@@ -99,15 +99,6 @@ def _slug(name: str) -> str:
     return name.replace("++", "pp").replace("+", "p")
 
 
-def overlay(image: Any, saliency: Any) -> Any:
-    """RGB uint8 overlay of a [0, 1] map on an RGB float image in [0, 1] (H, W, 3)."""
-    import numpy as np
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    return show_cam_on_image(image, np.asarray(saliency, dtype=np.float32), use_rgb=True)
-
-
 def _save_png(array: Any, path: Path) -> None:
     from PIL import Image
 
@@ -185,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     from ..csvfile import write_csv
     from ..explainer import explain
     from ..model import attach_stream
+    from ..viz.overlay import overlay
 
     # Preprocessing: the model's own (its profile), with overrides. A model that pools by
     # attention (a class-token ViT) has no GAP to replace: it is explained as it is.
@@ -264,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 # Names are appended, not swapped in with Path.with_suffix: "frame.0001" keeps its dot.
                 base = f"{stem}_{_slug(name)}_{pooling}"
                 _save_npy(saliency, staging / f"{base}.npy")
-                _save_png(overlay(rgb, saliency), staging / f"{base}.png")
+                _save_png(overlay(rgb, saliency), staging / f"{base}.png")  # the library's one overlay
                 written += [out / f"{base}.npy", out / f"{base}.png"]
                 bar.update(1)
         write_csv(staging / "predictions.csv", rows)
