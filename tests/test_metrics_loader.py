@@ -180,3 +180,19 @@ def test_loader_counts_one_clean_forward_per_batch():
     evaluate_loader(model, DataLoader(make_data(), batch_size=3), saliency, step=5, progress=False)
     # per image: 1 clean + 1 AD/AG/AI image + 5 insertion + 5 deletion points (25 pixels, 5 per step)
     assert sum(images_forwarded) == 7 * (1 + 1 + 5 + 5) and len(fn_calls) == 3
+
+
+def test_batch_store_removes_a_killed_writers_temp_file_on_resume(tmp_path):
+    from xai_pool.metrics import BatchStore
+
+    from .test_atomic import dead_pid, owned_name
+
+    store = BatchStore(tmp_path / "run", {"step": 4})
+    store.open()
+    store.save(0, {"count": 1, "labels": np.array([1])})
+    dead = tmp_path / "run" / owned_name("batch-000001.pt", dead_pid())  # killed while writing batch 1
+    live = tmp_path / "run" / owned_name("batch-000002.pt", os.getpid())  # a writer still running
+    dead.write_bytes(b"half")
+    live.write_bytes(b"half")
+    assert BatchStore(tmp_path / "run", {"step": 4}).open() == frozenset({0})
+    assert not dead.exists() and live.exists()

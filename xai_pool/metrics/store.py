@@ -45,11 +45,14 @@ class BatchStore:
         """Create the folder or check its fingerprint; returns the finished batch indices.
 
         Call it on one process (rank 0) before any :meth:`save`. A folder written by
-        another configuration is emptied (with a log message) and reused.
+        another configuration is emptied (with a log message) and reused. Temporary files of
+        writers that died (a batch killed mid-write) are removed first.
         """
-        from ..atomic import atomic_write_text
+        from ..atomic import atomic_write_text, remove_stale_temp_files
 
         path = self.folder / _FINGERPRINT
+        if self.folder.is_dir():
+            remove_stale_temp_files(self.folder)
         if path.is_file():
             try:
                 stored = json.loads(path.read_text())
