@@ -12,8 +12,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from xai_pool.metrics import evaluate, evaluate_loader
 
-from .conftest import free_port
-
 
 def make_model() -> nn.Module:
     torch.manual_seed(0)
@@ -95,37 +93,6 @@ def test_loader_errors():
         evaluate_loader(model, [], gradient_map, target="truth")
     with pytest.raises(ValueError, match=r"loader must yield \(images, labels\)"):
         evaluate_loader(model, [torch.zeros(1, 3, 4, 4)], gradient_map, progress=False)
-
-
-def _worker(rank: int, world: int, port: int, path: str) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        loader = DataLoader(make_data(), batch_size=2)
-        out = evaluate_loader(make_model(), loader, gradient_map, metrics=METRICS, step=4, progress=False)
-        if rank == 0:
-            np.savez(path, **out)
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-@pytest.mark.slow  # spawning two torch processes takes ~15 s on 2 shared cores
-def test_two_process_gloo_equals_one_process(tmp_path):
-    path = str(tmp_path / "dist.npz")
-    torch.multiprocessing.spawn(_worker, args=(2, free_port(), path), nprocs=2, join=True)
-    single = evaluate_loader(
-        make_model(),
-        DataLoader(make_data(), batch_size=2),
-        gradient_map,
-        metrics=METRICS,
-        step=4,
-        progress=False,
-    )
-    gathered = np.load(path)
-    assert sorted(gathered.files) == sorted(single)
-    for key in single:
-        np.testing.assert_array_equal(gathered[key], single[key], err_msg=key)
 
 
 def test_shard_batches_deals_the_remaining_batches_round_robin():

@@ -1,4 +1,5 @@
-"""report.compare sharded over 2 gloo processes gives the single-process result, kept examples included."""
+"""Sharded over 2 gloo processes, ``report.compare`` and ``metrics.evaluate_loader`` give the
+single-process results (kept examples included); one spawn serves both."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from xai_pool import attach_stream
+from xai_pool.metrics import evaluate_loader
 from xai_pool.report import compare
 
 from .conftest import TINY_SPEC, TinyCNN, free_port
+from .test_metrics_loader import METRICS, gradient_map, make_data, make_model
 
 METHODS = ("raw_attention", "gradcam")
 
@@ -50,6 +53,11 @@ def _compare():
     )
 
 
+def _evaluate_loader() -> dict:
+    loader = DataLoader(make_data(), batch_size=2)
+    return evaluate_loader(make_model(), loader, gradient_map, metrics=METRICS, step=4, progress=False)
+
+
 def _save_examples(result, path: str) -> None:
     figure = result.figures()["side_by_side"]
     titles = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
@@ -62,8 +70,10 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
+        loader_out = _evaluate_loader()
         result = _compare()
         if rank == 0:
+            np.savez(os.path.join(folder, "loader.npz"), **loader_out)
             result.to_per_image_csv(os.path.join(folder, "per_image.csv"))
             result.to_csv(os.path.join(folder, "metrics.csv"))
             _save_examples(result, os.path.join(folder, "examples.npz"))
@@ -72,11 +82,16 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
 
 
 @pytest.mark.slow  # spawning two torch processes takes ~15 s on 2 shared cores
-def test_two_process_compare_equals_one_process(tmp_path):
+def test_two_processes_equal_one_for_compare_and_evaluate_loader(tmp_path):
     sharded = tmp_path / "sharded"
     sharded.mkdir()
     # 7 images in batches of 2: 4 batches, rank 0 takes 0 and 2, rank 1 takes 1 and 3 (uneven sizes).
     torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(sharded)), nprocs=2, join=True)
+    loader_single, gathered = _evaluate_loader(), np.load(sharded / "loader.npz")
+    assert sorted(gathered.files) == sorted(loader_single)
+    for key in loader_single:
+        np.testing.assert_array_equal(gathered[key], loader_single[key], err_msg=key)
+
     single = _compare()
     single.to_per_image_csv(tmp_path / "per_image.csv")
     single.to_csv(tmp_path / "metrics.csv")
