@@ -13,7 +13,7 @@ at all.
 
     python examples/vit_attention.py [--out DIR] [--n 200] [--quick]
 
-The full run takes about 10 minutes on 2 CPU cores (docs/saliency.md has the measured results);
+The full run takes about 7 minutes on 2 CPU cores (docs/saliency.md has the measured results);
 ``--quick`` is a smoke run of a few seconds with a tiny random-stem ViT (its numbers mean nothing).
 Nothing is downloaded.
 """
