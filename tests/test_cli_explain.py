@@ -15,6 +15,7 @@ from xai_pool import attach_stream, save_stream
 from xai_pool.adapters.preprocessing import from_torchvision_weights
 from xai_pool.cli import main
 from xai_pool.commands.explain import output_names
+from xai_pool.minmax import minmax_normalize
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ def test_end_to_end(files, tmp_path, capsys) -> None:
             picture = Image.open(out / f"{stem}_{method}_{pooling}.png")
             assert picture.mode == "RGB" and picture.size == (64, 64)
             rgb = np.asarray(Image.open(out / f"{stem}_input.png"), dtype=np.float32) / 255
-            expected = show_cam_on_image(rgb, saliency, use_rgb=True).astype(int)  # the peer's overlay
+            # the peer's overlay of the min-max normalised map (viz.overlay's documented input rule)
+            expected = show_cam_on_image(rgb, minmax_normalize(saliency), use_rgb=True).astype(int)
             assert np.abs(np.asarray(picture, dtype=int) - expected).max() <= 2
         assert not (out / f"{stem}_raw_attention_gap.npy").exists()
 
