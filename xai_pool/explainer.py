@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .model import CAModel
+from .runtime import model_device
 from .saliency.hygiene import model_state_guard
 from .saliency.layers import TargetLayers, default_reshape_transform, resolve_target_layers, single_call_check
 from .saliency.methods import build_cam, method_name, needs_target_layers, resolve_method
@@ -118,7 +119,7 @@ def explain(
     layers = resolve_target_layers(model, target_layers) if needs_target_layers(cls) else []
     if reshape_transform is None and target_layers is None and layers:
         reshape_transform = default_reshape_transform(model, (int(x.shape[-2]), int(x.shape[-1])))
-    device = next((p.device for p in model.parameters()), x.device)
+    device = model_device(model, x.device)
 
     with model_state_guard(model, pooling=pooling if is_ca else None), torch.inference_mode(False):
         x = x.detach().to(device)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .adapters import ModelProfile, Preprocessing, StreamSpec, Tap, resolve_module, resolve_profile
 from .adapters.probe import select_output
+from .runtime import model_device
 from .stream import CAStream, StreamConfig
 from .validation import check_images
 
@@ -328,6 +329,6 @@ def attach_stream(
         num_classes=profile.num_classes if class_specific else None,
         start_stage=start_stage,
     )
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model, torch.device("cpu"))
     stream = CAStream(config).to(device)
     return CAModel(model, stream, profile, pooling=pooling)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..runtime import model_device
 from .layout import TapLayout
 
 __all__ = [
@@ -255,8 +256,7 @@ def layout_from_one_shape(
 # ---------------------------------------------------------------------------------------- probe runs
 def probe_input(model: nn.Module, channels: int, size: tuple[int, int]) -> Tensor:
     """A seeded random batch of two images on the model's device and dtype."""
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model, torch.device("cpu"))
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     generator = torch.Generator().manual_seed(0)  # never touch the global RNG
     return torch.randn(2, channels, *size, generator=generator).to(device=device, dtype=dtype)

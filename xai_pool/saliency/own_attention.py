@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..adapters import resolve_attention_pooling
 from ..adapters.attention import capture_attention
-from ..runtime import eval_mode
+from ..runtime import eval_mode, model_device
 from ._maps import scale_to_input
 
 __all__ = ["OwnAttention", "attention_rollout"]
@@ -111,7 +111,7 @@ class OwnAttention:
     def attention(self, input_tensor: Tensor) -> Tensor:
         """(B, heads, h, w): the pooling attention over the patch grid (or the rollout, heads = 1)."""
         pooling = self.pooling
-        device = next(self.model.parameters()).device
+        device = model_device(self.model, input_tensor.device)
         paths = list(dict.fromkeys([pooling.path, *(pooling.blocks if self.rollout else ())]))
         sizes: list[tuple[int, int]] = []
         pooled = self.model.get_submodule(pooling.path)

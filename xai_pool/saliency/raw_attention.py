@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..model import CAModel
-from ..runtime import eval_mode
+from ..runtime import eval_mode, model_device
 from ._maps import minmax_scale, scale_to_input, upsample
 
 __all__ = ["RawAttention"]
@@ -136,7 +136,7 @@ class RawAttention:
         if not isinstance(input_tensor, Tensor) or input_tensor.ndim != 4:
             shape = tuple(input_tensor.shape) if isinstance(input_tensor, Tensor) else type(input_tensor).__name__
             raise ValueError(f"input_tensor must be a 4-D image batch (B, C, H, W), got {shape}")
-        device = next(self.model.parameters()).device
+        device = model_device(self.model, input_tensor.device)
         with eval_mode(self.model), torch.inference_mode():
             logits, attentions = self.model.forward_with_attention(input_tensor.to(device))
             self.outputs = logits.detach()
