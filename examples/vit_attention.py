@@ -102,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {str(args.out)!r} is a file; give a folder")
+    if args.quick and args.from_scratch:
+        parser.error("--quick and --from-scratch are two configurations; give one")
     if args.n is not None and args.n < 2:
         parser.error(f"--n must be at least 2 (paired tests and intervals need two images), got {args.n}")
     return args

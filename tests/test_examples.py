@@ -195,7 +195,11 @@ def test_vit_attention_arguments(tmp_path, capsys) -> None:
     assert args.out == Path("xai_pool_examples/vit_attention") and not args.quick and args.stem == "resnet"
     target = tmp_path / "a_file"
     target.write_text("x")
-    for bad, message in ((["--out", str(target)], "is a file"), (["--n", "1"], "--n must be at least 2")):
+    for bad, message in (
+        (["--out", str(target)], "is a file"),
+        (["--n", "1"], "--n must be at least 2"),
+        (["--quick", "--from-scratch"], "--quick and --from-scratch are two configurations"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             module.parse_args(bad)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
